@@ -574,7 +574,7 @@ class Bench:
             cg_peak = int(open(os.path.join(self.cgroup, "memory.max_usage_in_bytes")).read())
         logtext = open(self.p("st", "hook.log")).read()
         errors = [l for l in logtext.splitlines() if " error " in l]
-        batches = len(re.findall(r"hook-batch reconnect:", logtext))
+        batches = len(re.findall(r"hook-batch reconnect: \d+ domains from", logtext))
         intact, missing = self.rules_intact(ns, range(30000, 30000 + n))
         row = {"n": n, "mode": label, "wall_s": wall, "peak_rss_mib": peak["rss"] / 1024,
                "peak_procs": peak["procs"], "cgroup_peak_mib": cg_peak / 2**20 if cg_peak else None,
