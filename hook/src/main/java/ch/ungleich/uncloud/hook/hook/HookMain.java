@@ -1,0 +1,177 @@
+package ch.ungleich.uncloud.hook.hook;
+
+import ch.ungleich.uncloud.hook.ExitCodes;
+import ch.ungleich.uncloud.hook.UncloudException;
+import ch.ungleich.uncloud.hook.config.Config;
+import ch.ungleich.uncloud.hook.config.ConfigFile;
+import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
+import ch.ungleich.uncloud.hook.model.DomainPolicy;
+import ch.ungleich.uncloud.hook.nft.NftBackend;
+import ch.ungleich.uncloud.hook.nft.NftRunner;
+import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
+import ch.ungleich.uncloud.hook.state.Plan;
+import ch.ungleich.uncloud.hook.state.StateStore;
+import ch.ungleich.uncloud.libvirtxml.DomainReader;
+import ch.ungleich.uncloud.libvirtxml.XmlException;
+import ch.ungleich.uncloud.libvirtxml.domain.Domain;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.util.Map;
+import java.util.function.Function;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * libvirt's qemu hook contract: {@code DOMAIN OP SUBOP EXTRA} in argv, the domain XML on stdin.
+ *
+ * <p>libvirt calls the hook synchronously and reads its exit status: non-zero on {@code prepare},
+ * {@code start}, {@code migrate} or {@code restore} aborts the operation (fail closed: a VM never
+ * starts unprotected); non-zero on {@code reconnect} kills a running VM, so there failures are logged
+ * and the exit is 0. For {@code migrate} and {@code restore} libvirt reads stdout as the domain XML
+ * ("empty output is identical to copying the input XML"), so nothing is ever printed to stdout here.
+ *
+ * <p>This class deliberately avoids picocli, JAXB and reflection: it runs three to four times per VM
+ * start and its cost is JVM start plus one {@code nft -f}.
+ */
+public final class HookMain {
+  private static final Pattern UUID_ELEMENT = Pattern.compile("<uuid>\\s*([0-9a-fA-F-]+)\\s*</uuid>");
+  private final Map<String, String> env;
+  private final PrintStream err;
+  private final Function<Config, NftRunner> runners;
+  private final Log log;
+
+  public HookMain(Map<String, String> env, PrintStream err, Function<Config, NftRunner> runners) {
+    this.env = env;
+    this.err = err;
+    this.runners = runners;
+    this.log = new Log(err);
+  }
+
+  /** The real thing: the process environment and the nft binary from the configuration. */
+  public static int main(String[] args, InputStream in, PrintStream err) {
+    return new HookMain(System.getenv(), err, c -> new ProcessNftRunner(c.nft())).run(args, in);
+  }
+
+  /** Runs one hook call; args are libvirt's (without our leading {@code hook}). */
+  public int run(String[] args, InputStream in) {
+    String domain = args.length > 0 ? args[0] : "";
+    String op = args.length > 1 ? args[1] : "";
+    String sub = args.length > 2 ? args[2] : "";
+    String extra = args.length > 3 ? args[3] : "";
+    String event = op + " " + sub;
+    // Always drain stdin: libvirt writes the whole XML and must not see a broken pipe.
+    String xml;
+    try {
+      xml = new String(in.readAllBytes(), StandardCharsets.UTF_8);
+    } catch (IOException e) {
+      xml = "";
+    }
+    Config config;
+    try {
+      config = ConfigFile.load(env);
+      log.toFile(config.logFile());
+    } catch (UncloudException e) {
+      return fail(event, domain, e);
+    }
+    try {
+      switch (event) {
+        case "prepare begin", "migrate begin", "restore begin" -> policy(xml, config);
+        case "start begin" -> apply(policy(xml, config), config, event);
+        case "reconnect begin" -> {
+          try {
+            apply(policy(xml, config), config, event);
+          } catch (UncloudException e) {
+            log.error(domain + " " + event + ": " + e.getMessage() + " (the VM keeps running; run"
+                + " 'uncloud-hook reconcile' once fixed)");
+          }
+        }
+        case "stopped end", "release end" -> remove(xml, domain, config, event, extra);
+        default -> {
+          // started, migrate/restore end and the rest need nothing from us
+        }
+      }
+      return ExitCodes.OK;
+    } catch (UncloudException e) {
+      return fail(event, domain, e);
+    } catch (RuntimeException e) {
+      // never a stack trace into libvirt's error message; the line says what broke
+      log.error(domain + " " + event + ": internal error: " + e);
+      return ExitCodes.APPLY_FAILED;
+    }
+  }
+
+  private int fail(String event, String domain, UncloudException e) {
+    if (event.equals("reconnect begin")) {
+      log.error(domain + " " + event + ": " + e.getMessage());
+      return ExitCodes.OK;
+    }
+    String msg = e.getMessage();
+    log.error(msg.startsWith(domain + " ") || msg.startsWith(domain + ":") ? msg : domain + ": " + msg);
+    return e.exitCode();
+  }
+
+  private DomainPolicy policy(String xml, Config config) {
+    Domain d;
+    try {
+      d = DomainReader.read(xml);
+    } catch (XmlException e) {
+      throw UncloudException.invalid(e.getMessage());
+    }
+    if (config.backend().equals("nwfilter")) {
+      throw UncloudException.invalid("backend = nwfilter is not supported by this build; set backend = nft");
+    }
+    DomainPolicy p = PolicyBuilder.build(d, config);
+    for (String w : p.warnings()) {
+      log.warn(w);
+    }
+    return p;
+  }
+
+  private void apply(DomainPolicy p, Config config, String event) {
+    StateStore state = new StateStore(config.stateDir(), config.lockTimeoutSeconds());
+    try (StateStore.Lock l = state.lock()) {
+      Plan plan = NftBackend.start(p, state.taps(p.uuid()), state::owner);
+      if (!plan.script().isEmpty()) {
+        runners.apply(config).apply(plan.script());
+      }
+      state.commit(p.uuid(), plan);
+      log.info(p.name() + " " + event + ": filtering " + plan.claim().keySet() + ", released " + plan.release());
+    }
+  }
+
+  private void remove(String xml, String domain, Config config, String event, String extra) {
+    String uuid = uuidOf(xml, domain);
+    StateStore state = new StateStore(config.stateDir(), config.lockTimeoutSeconds());
+    try (StateStore.Lock l = state.lock()) {
+      Plan plan = NftBackend.stop(uuid, state.taps(uuid), state::owner);
+      if (!plan.script().isEmpty()) {
+        runners.apply(config).apply(plan.script());
+      }
+      state.commit(uuid, plan);
+      if (!plan.release().isEmpty()) {
+        log.info(domain + " " + event + " " + extra + ": removed " + plan.release());
+      }
+    }
+  }
+
+  /**
+   * Removal needs only the UUID, so it must work even when the metadata has since become invalid (an
+   * operator's typo must not leave a stopped VM's rules behind): on a reader error, the UUID is taken
+   * from the {@code <uuid>} element directly.
+   */
+  static String uuidOf(String xml, String domain) {
+    String uuid;
+    try {
+      uuid = DomainReader.read(xml).uuid;
+    } catch (XmlException e) {
+      Matcher m = UUID_ELEMENT.matcher(xml);
+      uuid = m.find() ? m.group(1) : null;
+    }
+    if (uuid == null || !uuid.strip().matches("[0-9a-fA-F]{8}(-?[0-9a-fA-F]{4}){3}-?[0-9a-fA-F]{12}")) {
+      throw UncloudException.invalid(domain + ": domain XML has no valid <uuid>");
+    }
+    return PolicyBuilder.normaliseUuid(uuid);
+  }
+}

@@ -1,0 +1,176 @@
+package ch.ungleich.uncloud.hook.libvirt;
+
+import ch.ungleich.uncloud.hook.ExitCodes;
+import ch.ungleich.uncloud.hook.UncloudException;
+import java.util.ArrayList;
+import java.util.List;
+import org.libvirt.Connect;
+import org.libvirt.Domain;
+import org.libvirt.LibvirtException;
+import org.libvirt.NetworkFilter;
+
+/**
+ * The CLI's edge to libvirt (libvirt-java over JNA). Never used by the hook: "a hook script must not
+ * call back into libvirt" (libvirt docs/hooks.rst), a deadlock is likely. Every libvirt error becomes
+ * an {@link UncloudException} with {@code APPLY_FAILED} and libvirt's message on one line.
+ */
+public final class LibvirtSession implements AutoCloseable {
+  /** virDomainXMLFlags: VIR_DOMAIN_XML_INACTIVE. */
+  public static final int XML_INACTIVE = 2;
+  /** virDomainModificationImpact. */
+  public static final int AFFECT_LIVE = 1;
+  public static final int AFFECT_CONFIG = 2;
+  /** virDomainMetadataType: VIR_DOMAIN_METADATA_ELEMENT. */
+  private static final int METADATA_ELEMENT = 2;
+  /** virConnectListAllDomainsFlags: VIR_CONNECT_LIST_DOMAINS_ACTIVE. */
+  private static final int LIST_ACTIVE = 1;
+
+  private final Connect conn;
+  private final String uri;
+
+  private LibvirtSession(Connect conn, String uri) {
+    this.conn = conn;
+    this.uri = uri;
+  }
+
+  /** Opens a read-write connection; {@code qemu:///system} unless told otherwise. */
+  public static LibvirtSession open(String uri) {
+    try {
+      return new LibvirtSession(new Connect(uri, false), uri);
+    } catch (LibvirtException e) {
+      throw failed("cannot connect to libvirt at " + uri, e);
+    } catch (UnsatisfiedLinkError | NoClassDefFoundError e) {
+      throw new UncloudException(
+          ExitCodes.APPLY_FAILED, "cannot load libvirt's client library (install libvirt0): " + e.getMessage());
+    }
+  }
+
+  public String uri() {
+    return uri;
+  }
+
+  /** A domain as the CLI sees it: name, UUID, whether it runs, its live and persistent XML. */
+  public record DomainXml(String name, String uuid, boolean active, String liveXml, String configXml) {}
+
+  /** Every domain, running or defined; {@code configXml} is null for a transient domain. */
+  public List<DomainXml> domains(boolean activeOnly) {
+    try {
+      List<DomainXml> out = new ArrayList<>();
+      for (Domain d : conn.listAllDomains(activeOnly ? LIST_ACTIVE : 0)) {
+        out.add(describe(d));
+      }
+      return out;
+    } catch (LibvirtException e) {
+      throw failed("cannot list domains", e);
+    }
+  }
+
+  /** One domain by name or UUID. */
+  public DomainXml domain(String nameOrUuid) {
+    return describe(lookup(nameOrUuid));
+  }
+
+  /** Our metadata element of a domain, or null; {@code config} picks the persistent definition. */
+  public String metadata(String nameOrUuid, String namespace, boolean config) {
+    try {
+      return lookup(nameOrUuid).getMetadata(METADATA_ELEMENT, namespace, config ? AFFECT_CONFIG : AFFECT_LIVE);
+    } catch (LibvirtException e) {
+      if (e.getError() != null && e.getError().getCode() != null
+          && e.getError().getCode().name().equals("VIR_ERR_NO_DOMAIN_METADATA")) {
+        return null;
+      }
+      throw failed("cannot read metadata of " + nameOrUuid, e);
+    }
+  }
+
+  /** Writes (or with null, removes) our metadata element under {@code key:}. */
+  public void setMetadata(String nameOrUuid, String namespace, String key, String xml, int flags) {
+    try {
+      lookup(nameOrUuid).setMetadata(METADATA_ELEMENT, xml, key, namespace, flags);
+    } catch (LibvirtException e) {
+      throw failed("cannot write metadata of " + nameOrUuid, e);
+    }
+  }
+
+  /** virDomainUpdateDeviceFlags: replaces a device (matched by MAC for NICs). */
+  public void updateDevice(String nameOrUuid, String deviceXml, int flags) {
+    try {
+      lookup(nameOrUuid).updateDeviceFlags(deviceXml, flags);
+    } catch (LibvirtException e) {
+      throw failed("cannot update a device of " + nameOrUuid, e);
+    }
+  }
+
+  /** Redefines a persistent domain from XML. */
+  public void define(String xml) {
+    try {
+      conn.domainDefineXML(xml).free();
+    } catch (LibvirtException e) {
+      throw failed("cannot define domain", e);
+    }
+  }
+
+  /** The XML of a defined nwfilter, or null when there is none by that name. */
+  public String filterXml(String name) {
+    try {
+      for (String n : conn.listNetworkFilters()) {
+        if (n.equals(name)) {
+          NetworkFilter f = conn.networkFilterLookupByName(name);
+          try {
+            return f.getXMLDesc();
+          } finally {
+            f.free();
+          }
+        }
+      }
+      return null;
+    } catch (LibvirtException e) {
+      throw failed("cannot read nwfilter " + name, e);
+    }
+  }
+
+  /** Defines or redefines an nwfilter. */
+  public void defineFilter(String xml) {
+    try {
+      conn.networkFilterDefineXML(xml).free();
+    } catch (LibvirtException e) {
+      throw failed("cannot define nwfilter", e);
+    }
+  }
+
+  @Override
+  public void close() {
+    try {
+      conn.close();
+    } catch (LibvirtException ignored) {
+      // closing a broken connection: nothing left to do
+    }
+  }
+
+  private Domain lookup(String nameOrUuid) {
+    try {
+      if (nameOrUuid.matches("[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")) {
+        return conn.domainLookupByUUIDString(nameOrUuid);
+      }
+      return conn.domainLookupByName(nameOrUuid);
+    } catch (LibvirtException e) {
+      throw failed("no domain '" + nameOrUuid + "'", e);
+    }
+  }
+
+  private static DomainXml describe(Domain d) {
+    try {
+      boolean active = d.isActive() == 1;
+      String live = d.getXMLDesc(0);
+      String config = d.isPersistent() == 1 ? d.getXMLDesc(XML_INACTIVE) : null;
+      return new DomainXml(d.getName(), d.getUUIDString(), active, live, config);
+    } catch (LibvirtException e) {
+      throw failed("cannot read a domain's XML", e);
+    }
+  }
+
+  private static UncloudException failed(String what, LibvirtException e) {
+    String m = e.getMessage() == null ? e.toString() : e.getMessage();
+    return new UncloudException(ExitCodes.APPLY_FAILED, what + ": " + m.replaceAll("\\s+", " ").strip(), e);
+  }
+}

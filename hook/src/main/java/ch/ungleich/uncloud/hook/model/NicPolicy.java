@@ -1,0 +1,34 @@
+package ch.ungleich.uncloud.hook.model;
+
+import java.util.List;
+
+/**
+ * What one NIC may send.
+ *
+ * @param tap the host-side interface ({@code <target dev>}), null while the domain is not running
+ * @param name how logs and errors name the NIC: libvirt's alias ({@code net0}) or {@code nicN}
+ * @param type libvirt's interface type ({@code bridge}, {@code network}, {@code direct}, ...)
+ * @param filterable true for types whose tap sits on a Linux bridge (bridge, network)
+ * @param mode how it is filtered
+ * @param reason where the mode comes from: {@code metadata}, {@code trusted}, {@code unlisted=deny}, ...
+ * @param ipv4 allowed IPv4 sources
+ * @param ipv6 allowed IPv6 sources: listed addresses and prefixes plus the NIC's link-local ones
+ * @param dhcpClient whether a DHCP discover from 0.0.0.0:68 to 255.255.255.255:67 may pass
+ */
+public record NicPolicy(
+    String tap,
+    Mac mac,
+    String name,
+    String type,
+    boolean filterable,
+    Mode mode,
+    String reason,
+    AddressSet ipv4,
+    AddressSet ipv6,
+    boolean dhcpClient) {
+
+  /** Whether this NIC gets a chain of its own: a filtered type, a tap, and a mode other than OPEN. */
+  public boolean hasChain() {
+    return filterable && tap != null && mode != Mode.OPEN;
+  }
+}

@@ -1,0 +1,15 @@
+package ch.ungleich.uncloud.hook.nft;
+
+/** The edge to nftables: applies one script as one atomic transaction. */
+public interface NftRunner {
+  /**
+   * Runs the script with {@code nft -f -}. Either all of it is applied or none of it.
+   *
+   * @throws ch.ungleich.uncloud.hook.UncloudException with {@code APPLY_FAILED} and nft's error on one
+   *     line when nft refuses the script, cannot be run, or does not finish in time
+   */
+  void apply(String script);
+
+  /** Runs {@code nft} with arguments (e.g. {@code -j list table bridge uncloud}) and returns stdout. */
+  String run(String... args);
+}

@@ -1,0 +1,108 @@
+package ch.ungleich.uncloud.hook.nft;
+
+import ch.ungleich.uncloud.hook.ExitCodes;
+import ch.ungleich.uncloud.hook.UncloudException;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+/** Runs the nft binary. The hook must never hang libvirt, so every call has a deadline. */
+public final class ProcessNftRunner implements NftRunner {
+  private static final long TIMEOUT_SECONDS = 20;
+  private final String nft;
+
+  public ProcessNftRunner(String nft) {
+    this.nft = nft;
+  }
+
+  @Override
+  public void apply(String script) {
+    exec(script, "-f", "-");
+  }
+
+  @Override
+  public String run(String... args) {
+    return exec(null, args);
+  }
+
+  private String exec(String stdin, String... args) {
+    List<String> cmd = new ArrayList<>();
+    cmd.add(nft);
+    cmd.addAll(List.of(args));
+    Process p;
+    try {
+      p = new ProcessBuilder(cmd).start();
+    } catch (IOException e) {
+      throw new UncloudException(ExitCodes.APPLY_FAILED, "cannot run " + nft + ": " + e.getMessage());
+    }
+    try {
+      ByteArrayOutputStream out = new ByteArrayOutputStream();
+      ByteArrayOutputStream err = new ByteArrayOutputStream();
+      Thread o = pump(p.getInputStream(), out);
+      Thread e = pump(p.getErrorStream(), err);
+      try (OutputStream in = p.getOutputStream()) {
+        if (stdin != null) {
+          in.write(stdin.getBytes(StandardCharsets.UTF_8));
+        }
+      }
+      if (!p.waitFor(TIMEOUT_SECONDS, TimeUnit.SECONDS)) {
+        p.destroyForcibly();
+        throw new UncloudException(
+            ExitCodes.APPLY_FAILED, nft + " did not finish within " + TIMEOUT_SECONDS + " s");
+      }
+      o.join();
+      e.join();
+      if (p.exitValue() != 0) {
+        throw new UncloudException(ExitCodes.APPLY_FAILED, "nft failed: " + oneLine(err.toString(StandardCharsets.UTF_8)));
+      }
+      return out.toString(StandardCharsets.UTF_8);
+    } catch (IOException e) {
+      p.destroyForcibly();
+      throw new UncloudException(ExitCodes.APPLY_FAILED, "talking to " + nft + ": " + e.getMessage());
+    } catch (InterruptedException e) {
+      p.destroyForcibly();
+      Thread.currentThread().interrupt();
+      throw new UncloudException(ExitCodes.APPLY_FAILED, "interrupted while running " + nft);
+    }
+  }
+
+  /** nft prints an error, the offending line and a caret line; keep the error and the statement. */
+  static String oneLine(String stderr) {
+    String[] lines = stderr.strip().split("\n");
+    StringBuilder b = new StringBuilder();
+    for (int i = 0; i < lines.length; i++) {
+      String l = lines[i].strip();
+      if (l.isEmpty() || l.matches("[\\s^~]+")) {
+        continue;
+      }
+      if (b.length() > 0) {
+        b.append(" | ");
+      }
+      b.append(l.replaceFirst("^/dev/stdin:", "line "));
+      if (b.length() > 400) {
+        break;
+      }
+    }
+    return b.length() == 0 ? "exit status non-zero, no message" : b.toString();
+  }
+
+  private static Thread pump(InputStream in, ByteArrayOutputStream to) {
+    Thread t =
+        new Thread(
+            () -> {
+              try (in) {
+                in.transferTo(to);
+              } catch (IOException ignored) {
+                // the process is gone; what we have is what there is
+              }
+            });
+    t.setDaemon(true);
+    t.start();
+    return t;
+  }
+}
