@@ -125,6 +125,9 @@ def setns(path):
             raise OSError(err, "setns %s: %s" % (path, os.strerror(err)))
     finally:
         os.close(fd)
+    # never send a frame anywhere but into the lab: prove we are in that namespace now
+    if os.stat("/proc/thread-self/ns/net").st_ino != os.stat(path).st_ino:
+        raise OSError("setns %s did not take effect" % path)
 
 
 def scope():
@@ -160,6 +163,8 @@ def build(expr, variables):
 def send_from(netns, iface, frames):
     home = os.open("/proc/self/ns/net", os.O_RDONLY)
     try:
+        if "/" in netns or not netns.startswith("ucf"):
+            raise ValueError("not a lab namespace: %r" % netns)
         setns("/run/netns/" + netns)
         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         try:

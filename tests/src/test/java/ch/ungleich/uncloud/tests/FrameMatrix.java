@@ -133,6 +133,10 @@ final class FrameMatrix {
     c.add(vm("ndp-ns-from-gateway-fe80-1", DROPPED, "Ether(src=MAC, dst=mcmac(snma(SPOOF6)))"
         + "/IPv6(src=GW_LL, dst=snma(SPOOF6), hlim=255)/ICMPv6ND_NS(tgt=SPOOF6)"
         + "/ICMPv6NDOptSrcLLAddr(lladdr=MAC)"));
+    c.add(vm("ndp-dad-ns-for-gateway-fe80-1", DROPPED, "Ether(src=MAC, dst=mcmac(snma(GW_LL)))"
+        + "/IPv6(src='::', dst=snma(GW_LL), hlim=255)/ICMPv6ND_NS(tgt=GW_LL)"));
+    c.add(vm("ndp-dad-ns-for-foreign-address", DROPPED, "Ether(src=MAC, dst=mcmac(snma(SPOOF6)))"
+        + "/IPv6(src='::', dst=snma(SPOOF6), hlim=255)/ICMPv6ND_NS(tgt=SPOOF6)"));
     c.add(vm("ndp-na-from-unspecified", DROPPED, ALL_NODES
         + "IPv6(src='::', dst='ff02::1', hlim=255)/ICMPv6ND_NA(tgt=IP6, R=0, S=0, O=1)" + NA_OPT));
     c.add(vm("ndp-router-advertisement", DROPPED, NA_TO_ALL + RA));

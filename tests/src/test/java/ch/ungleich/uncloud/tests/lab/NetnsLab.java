@@ -254,21 +254,26 @@ public final class NetnsLab implements AutoCloseable {
     return hook(dom.name(), op, subop, "-", dom.xml(running));
   }
 
-  /** {@code prepare begin} then {@code start begin}, both must exit 0. */
+  /** {@code prepare begin} then {@code start begin}, both must exit 0 with empty stdout. */
   public void start(DomainXml dom) {
     mustSucceed(hook(dom, "prepare", "begin"));
     mustSucceed(hook(dom, "start", "begin"));
   }
 
-  /** {@code stopped end} then {@code release end}, both must exit 0. */
+  /** {@code stopped end} then {@code release end}, both must exit 0 with empty stdout. */
   public void stop(DomainXml dom) {
     mustSucceed(hook(dom, "stopped", "end"));
     mustSucceed(hook(dom, "release", "end"));
   }
 
+  /**
+   * Exit 0 and nothing on stdout (libvirt reads the hook's stdout as domain XML on migrate and
+   * restore; for every other operation it must stay empty).
+   */
   public Proc.Result mustSucceed(Proc.Result r) {
-    if (r.exit() != 0) {
-      throw new AssertionError("hook failed: " + r.describe() + "\n--- hook log\n" + hookLog());
+    if (r.exit() != 0 || !r.out().isEmpty()) {
+      throw new AssertionError("hook failed or wrote to stdout: " + r.describe()
+          + "\n--- hook log\n" + hookLog());
     }
     return r;
   }

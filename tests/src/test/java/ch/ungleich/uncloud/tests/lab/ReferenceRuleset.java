@@ -40,8 +40,16 @@ public final class ReferenceRuleset {
         // icmpv6/udp matches use the transport header the kernel found behind extension headers
         "    ether type ip6 icmpv6 type { nd-router-advert, nd-redirect } counter drop",
         "    ether type ip6 udp sport 547 counter drop",
-        "    ether type ip6 ip6 saddr :: icmpv6 type { nd-neighbor-solicit, nd-router-solicit,"
-            + " mld2-listener-report, mld-listener-report } accept",
+        // DAD only for an address the NIC may use (a DAD NS for fe80::1 would knock the
+        // gateway's address out when it restarts)
+        "    ether type ip6 ip6 saddr :: icmpv6 type nd-neighbor-solicit @th,64,128 "
+            + Guest.hex128(g.ip6()) + " accept",
+        "    ether type ip6 ip6 saddr :: icmpv6 type nd-neighbor-solicit @th,64,64 " + prefixHex
+            + " accept",
+        "    ether type ip6 ip6 saddr :: icmpv6 type nd-neighbor-solicit @th,64,128 "
+            + Guest.hex128(ll) + " accept",
+        "    ether type ip6 ip6 saddr :: icmpv6 type { nd-router-solicit, mld2-listener-report,"
+            + " mld-listener-report } accept",
         "    ether type ip6 ip6 saddr != { " + g.ip6() + ", " + prefix + ", " + ll
             + " } counter drop",
         // nft 1.0.6 has no icmpv6 taddr: the NA target is @th,64,128
