@@ -84,6 +84,7 @@ public final class FrameBatch {
     end.put("iface", lab.injector().iface());
     end.put("mac", lab.injector().mac());
 
+    long t0 = System.nanoTime();
     FrameTool.Capture.Result cap;
     JsonNode answer;
     try (FrameTool.Capture c = tool.capture(lab, nonce)) {
@@ -123,6 +124,10 @@ public final class FrameBatch {
     if (result.size() != frames.size()) {
       throw new IllegalStateException("frames.py sent " + result.size() + " of " + frames.size());
     }
+    System.err.printf("frame batch: %d frames from %d ports, %d delivered, %d ms%n",
+        result.size(), ports.size(),
+        result.values().stream().filter(o -> o.verdict() == Verdict.DELIVERED).count(),
+        (System.nanoTime() - t0) / 1_000_000);
     return result;
   }
 }

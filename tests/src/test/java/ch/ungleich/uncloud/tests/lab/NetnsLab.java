@@ -24,10 +24,11 @@ import java.util.stream.Stream;
  * <p>Bridge-side veth ends carry libvirt's tap names ({@code vnetN}, what the domain XML has in
  * {@code <target dev>}); VM-side ends are {@code eth0} with the VM's MAC. The observer's MAC is
  * never used as a source by any sender, so frames to it (or to multicast/broadcast) are always
- * flooded to the observer; multicast snooping is off so IPv6 multicast floods too. Namespace names
- * start with {@code ucf}; interface names live inside the namespaces. {@link #close()} deletes
- * every namespace and the temp dir, also after failures; {@link #create} first removes leftovers
- * with the same names.
+ * flooded to the observer; multicast snooping is off so IPv6 multicast floods too. Interface names
+ * live inside the namespaces. Namespace names are {@code ucf<pid><tag>-...}: two test runs at once
+ * (the lead's and a helper's) never touch each other's labs. {@link #close()} deletes every
+ * namespace and the temp dir, also after failures; {@link #create} first removes the namespaces
+ * of runs whose JVM is gone (killed mid-test).
  */
 public final class NetnsLab implements AutoCloseable {
   public static final String PREFIX = "ucf";
@@ -48,8 +49,11 @@ public final class NetnsLab implements AutoCloseable {
   private final Path dir;
   private final Path config;
 
+  private static final java.util.regex.Pattern OURS =
+      java.util.regex.Pattern.compile(PREFIX + "(\\d+)[a-z]+-[a-z0-9]+");
+
   private NetnsLab(String tag) {
-    this.tag = PREFIX + tag;
+    this.tag = PREFIX + ProcessHandle.current().pid() + tag;
     this.hv = this.tag + "-hv";
     this.observer = new Port(this.tag + "-obs", "eth0", "uplink0", OBSERVER_MAC);
     this.injector = new Port(this.tag + "-inj", "eth0", "uplink1", INJECTOR_MAC);
@@ -65,14 +69,21 @@ public final class NetnsLab implements AutoCloseable {
    * Builds the lab with one VM namespace per MAC: VM i (0-based) is {@code {tag}-vm{i+1}}, bridge
    * port {@code vnet{i}}.
    *
-   * @param tag short, unique per concurrently existing lab (namespace names are ucf{tag}-...)
+   * @param tag a few lowercase letters, unique among the labs of one JVM that exist at once
    */
   public static NetnsLab create(String tag, List<String> vmMacs) {
     requireRoot();
+    if (!tag.matches("[a-z]{1,8}")) {
+      throw new IllegalArgumentException("lab tag must be 1-8 lowercase letters: " + tag);
+    }
+    removeLeftovers();
+    long t0 = System.nanoTime();
     NetnsLab lab = new NetnsLab(tag);
     try {
       lab.build(vmMacs);
       lab.config();
+      System.err.printf("lab %s: %d VMs, built in %d ms%n", lab.tag, vmMacs.size(),
+          (System.nanoTime() - t0) / 1_000_000);
       return lab;
     } catch (RuntimeException | Error e) {
       lab.close();
@@ -89,47 +100,60 @@ public final class NetnsLab implements AutoCloseable {
     return create(tag, macs);
   }
 
-  private void build(List<String> vmMacs) {
-    List<String> all = new ArrayList<>(List.of(hv, observer.netns(), injector.netns()));
-    for (int i = 0; i < vmMacs.size(); i++) {
-      all.add(tag + "-vm" + (i + 1));
+  /** Deletes lab namespaces whose creating JVM no longer runs. */
+  private static void removeLeftovers() {
+    String[] names = Path.of("/run/netns").toFile().list();
+    if (names == null) {
+      return;
     }
-    for (String ns : all) {
-      if (Files.exists(Path.of("/run/netns", ns))) {
-        Proc.run("ip", "netns", "del", ns); // leftover of a killed run
+    for (String ns : names) {
+      java.util.regex.Matcher m = OURS.matcher(ns);
+      if (m.matches() && ProcessHandle.of(Long.parseLong(m.group(1))).isEmpty()) {
+        Proc.run("ip", "netns", "del", ns);
       }
     }
-    addNetns(hv);
+  }
+
+  private void build(List<String> vmMacs) {
+    for (int i = 0; i < vmMacs.size(); i++) {
+      vms.add(new Port(tag + "-vm" + (i + 1), "eth0", "vnet" + i, vmMacs.get(i)));
+    }
+    List<Port> ports = new ArrayList<>(vms);
+    ports.add(observer);
+    ports.add(injector);
+    namespaces.add(hv);
+    ports.forEach(p -> namespaces.add(p.netns()));
+    // few processes: one `ip -batch` per namespace side instead of one `ip` per setting
+    ipBatch(null, namespaces.stream().map(ns -> "netns add " + ns).toList());
     // No IPv6 on the hypervisor side (no DAD/RS/MLD noise from br0). br_netfilter is built into
     // Debian's kernel and per netns defaults to calling iptables, which trims Ethernet padding
     // off IP frames: off here, so every frame arrives byte for byte as sent.
-    exec(hv, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
-        "net.ipv6.conf.default.disable_ipv6=1", "net.bridge.bridge-nf-call-iptables=0",
-        "net.bridge.bridge-nf-call-ip6tables=0", "net.bridge.bridge-nf-call-arptables=0").ok();
-    ip("-n", hv, "link", "set", "lo", "up");
-    ip("-n", hv, "link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0",
-        "mcast_snooping", "0");
-    ip("-n", hv, "link", "set", BRIDGE, "up");
-    for (int i = 0; i < vmMacs.size(); i++) {
-      Port p = new Port(tag + "-vm" + (i + 1), "eth0", "vnet" + i, vmMacs.get(i));
-      attach(p);
-      vms.add(p);
+    // (plain sh, not sysctl: procps is not in minimal Debian images; /proc/sys/net is per netns)
+    exec(hv, "sh", "-ec", "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6;"
+        + " echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6;"
+        + " for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -e \"$f\" ] && echo 0 > \"$f\"; done;"
+        + " true").ok();
+    List<String> hvCmds = new ArrayList<>(List.of("link set lo up",
+        "link add " + BRIDGE + " type bridge stp_state 0 forward_delay 0 mcast_snooping 0",
+        "link set " + BRIDGE + " up"));
+    for (Port p : ports) {
+      hvCmds.add("link add " + p.bridgePort() + " type veth peer name " + p.iface() + " address "
+          + p.mac() + " netns " + p.netns());
+      hvCmds.add("link set " + p.bridgePort() + " master " + BRIDGE + " up");
     }
-    attach(observer);
-    attach(injector);
+    ipBatch(hv, hvCmds);
+    for (Port p : ports) {
+      ip("-n", p.netns(), "link", "set", p.iface(), "up");
+    }
   }
 
-  private void attach(Port p) {
-    addNetns(p.netns());
-    ip("-n", hv, "link", "add", p.bridgePort(), "type", "veth", "peer", "name", p.iface(), "netns",
-        p.netns());
-    ip("-n", p.netns(), "link", "set", p.iface(), "address", p.mac(), "up");
-    ip("-n", hv, "link", "set", p.bridgePort(), "master", BRIDGE, "up");
-  }
-
-  private void addNetns(String ns) {
-    ip("netns", "add", ns);
-    namespaces.add(ns);
+  private static void ipBatch(String netns, List<String> lines) {
+    List<String> cmd = new ArrayList<>(List.of("ip"));
+    if (netns != null) {
+      cmd.addAll(List.of("-n", netns));
+    }
+    cmd.addAll(List.of("-batch", "-"));
+    Proc.run(Duration.ofSeconds(60), String.join("\n", lines) + "\n", cmd).ok();
   }
 
   private static void ip(String... args) {
@@ -240,9 +264,13 @@ public final class NetnsLab implements AutoCloseable {
    */
   public Proc.Result hook(String domain, String op, String subop, String extra, String xml) {
     String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-    return execIn(hv, xml, Duration.ofSeconds(90), "env", "-i", PATH, "LC_ALL=C",
+    long t0 = System.nanoTime();
+    Proc.Result r = execIn(hv, xml, Duration.ofSeconds(90), "env", "-i", PATH, "LC_ALL=C",
         "UNCLOUD_HOOK_CONFIG=" + config, java, "-jar", jar().toString(), "hook", domain, op, subop,
         extra);
+    System.err.printf("hook %s %s %s: exit %d, %d ms%n", domain, op, subop, r.exit(),
+        (System.nanoTime() - t0) / 1_000_000);
+    return r;
   }
 
   /** The hook call with the XML libvirt passes at that step (with or without {@code <target dev>}). */
@@ -326,6 +354,9 @@ public final class NetnsLab implements AutoCloseable {
     List<String> errors = new ArrayList<>();
     for (int i = namespaces.size() - 1; i >= 0; i--) {
       String ns = namespaces.get(i);
+      if (!Files.exists(Path.of("/run/netns", ns))) {
+        continue; // never created (build failed early)
+      }
       try {
         Proc.Result r = Proc.run("ip", "netns", "del", ns);
         if (r.exit() != 0) {
