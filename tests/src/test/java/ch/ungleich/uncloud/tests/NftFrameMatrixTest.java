@@ -118,6 +118,8 @@ class NftFrameMatrixTest {
           .send("legit", lab.vm(0), g, LEGIT4, DELIVERED)
           .send("spoofed-mac", lab.vm(0), g, SPOOF_MAC, DROPPED)
           .check();
+      long drops = lab.table().chains().get("port-vnet0").droppedPackets();
+      assertTrue(drops >= 1, "the dropped frame is counted for this NIC: " + drops);
 
       assertFalse(dom.inactive().contains("<target"), "stopped/release XML has no <target dev>");
       lab.mustSucceed(lab.hook(dom, "stopped", "end"));
