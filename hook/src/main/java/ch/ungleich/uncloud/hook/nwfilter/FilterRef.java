@@ -45,20 +45,24 @@ public record FilterRef(String filter, List<Param> params) {
 
   /**
    * The element as libvirt formats it, starting at {@code <filterref}: children one level deeper than
-   * {@code indent} (the filterref's own indentation) by {@code step}; a filterref without parameters is
-   * an empty element.
+   * {@code indent} (the filterref's own indentation) by {@code step}; with a null {@code indent} (the
+   * filterref shares its line with other elements) all on one line. Without parameters it is an empty
+   * element.
    */
   public String render(String indent, String step) {
     StringBuilder b = new StringBuilder("<filterref filter='").append(escape(filter)).append('\'');
     if (params.isEmpty()) {
       return b.append("/>").toString();
     }
-    b.append(">\n");
+    b.append(indent == null ? ">" : ">\n");
     for (Param p : params) {
-      b.append(indent).append(step).append("<parameter name='").append(escape(p.name())).append("' value='")
-          .append(escape(p.value())).append("'/>\n");
+      if (indent != null) {
+        b.append(indent).append(step);
+      }
+      b.append("<parameter name='").append(escape(p.name())).append("' value='").append(escape(p.value()))
+          .append(indent == null ? "'/>" : "'/>\n");
     }
-    return b.append(indent).append("</filterref>").toString();
+    return b.append(indent == null ? "" : indent).append("</filterref>").toString();
   }
 
   /** Short human form for messages: {@code uncloud-clean-traffic(IPV4=192.0.2.10/32, ...)}. */

@@ -91,7 +91,7 @@ public final class FilterrefRewriter {
       }
       String indent = indentBefore(xml, n.filterrefStart());
       String step = step(ifIndent, indent);
-      return el.substring(0, fs) + f.render(indent == null ? "" : indent, step) + el.substring(fe);
+      return el.substring(0, fs) + f.render(indent, step) + el.substring(fe);
     }
     if (f == null) {
       return el;
@@ -100,11 +100,11 @@ public final class FilterrefRewriter {
     int ce = n.contentEnd() - base;
     String childIndent = childIndent(xml, n);
     int nl = lastNewlineOfBlankTail(el, ce);
-    String rendered = f.render(childIndent == null ? "" : childIndent, step(ifIndent, childIndent));
     if (nl >= 0 && childIndent != null) {
-      return el.substring(0, nl) + "\n" + childIndent + rendered + el.substring(nl);
+      return el.substring(0, nl) + "\n" + childIndent + f.render(childIndent, step(ifIndent, childIndent))
+          + el.substring(nl);
     }
-    return el.substring(0, ce) + rendered + el.substring(ce);
+    return el.substring(0, ce) + f.render(null, "") + el.substring(ce); // a one-line <interface>
   }
 
   private static String step(String outer, String inner) {
