@@ -105,6 +105,17 @@ class TemplatesTest {
       for (Element c : children(f, null)) {
         assertTrue(Set.of("rule", "filterref").contains(c.getTagName()), e.getKey() + ": <" + c.getTagName() + ">");
       }
+      if (!chain.equals("root")) {
+        // ebtables-nft (Debian 12) ends a chain libvirt creates in "accept": every sub-chain must end
+        // with its own verdict for all frames, a rule without a match at the highest priority
+        List<Element> rules = children(f, "rule");
+        Element last = rules.get(rules.size() - 1);
+        int max = rules.stream().mapToInt(r -> Integer.parseInt(r.getAttribute("priority"))).max().orElseThrow();
+        assertEquals(max, Integer.parseInt(last.getAttribute("priority")), e.getKey());
+        assertTrue(children(last, null).isEmpty() && Set.of("drop", "return").contains(last.getAttribute("action"))
+            && rules.stream().filter(r -> r.getAttribute("priority").equals(last.getAttribute("priority"))).count() == 1,
+            e.getKey() + ": chain must end with one match-all drop or return");
+      }
     }
   }
 
