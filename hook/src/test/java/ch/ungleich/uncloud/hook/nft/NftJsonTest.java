@@ -36,7 +36,7 @@ class NftJsonTest {
     assertEquals(12, port.rules().size());
     // the sum of every rule that counts and drops: source MAC (3/180) and the final drop (2/120)
     assertEquals(new NftState.Counter(5, 300), port.dropped());
-    assertEquals(5, port.rules().stream().filter(NftState.Rule::countsDrops).count());
+    assertEquals(6, port.rules().stream().filter(NftState.Rule::countsDrops).count());
     assertFalse(port.rules().get(1).countsDrops()); // ARP accept
   }
 
