@@ -13,7 +13,15 @@ import picocli.CommandLine.Command;
     mixinStandardHelpOptions = true,
     versionProvider = Cli.Version.class,
     description = "Pins every libvirt VM NIC to its own MAC and IPs (nftables or nwfilter).",
-    subcommands = {HookCommand.class, CommandLine.HelpCommand.class})
+    subcommands = {
+      HookCommand.class,
+      DoctorCommand.class,
+      StatusCommand.class,
+      PlanCommand.class,
+      ReconcileCommand.class,
+      MetadataCommand.class,
+      CommandLine.HelpCommand.class
+    })
 public final class Cli {
 
   /** Runs the CLI; returns the exit code. */
@@ -24,7 +32,10 @@ public final class Cli {
     cl.setExitCodeExceptionMapper(e -> e instanceof UncloudException u ? u.exitCode() : ExitCodes.APPLY_FAILED);
     cl.setExecutionExceptionHandler(
         (e, cmd, parsed) -> {
-          boolean debug = parsed.hasMatchedOption("--debug");
+          boolean debug = false;
+          for (CommandLine.ParseResult p = parsed; p != null; p = p.subcommand()) {
+            debug |= p.hasMatchedOption("--debug");
+          }
           if (debug) {
             e.printStackTrace(cmd.getErr());
           }

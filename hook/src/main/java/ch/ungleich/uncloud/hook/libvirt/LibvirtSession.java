@@ -49,6 +49,16 @@ public final class LibvirtSession implements AutoCloseable {
     return uri;
   }
 
+  /** The libvirt version of the daemon at the other end, e.g. {@code 9.0.0}. */
+  public String daemonVersion() {
+    try {
+      long v = conn.getLibVersion();
+      return (v / 1_000_000) + "." + (v / 1000 % 1000) + "." + (v % 1000);
+    } catch (LibvirtException e) {
+      throw failed("cannot ask libvirt for its version", e);
+    }
+  }
+
   /** A domain as the CLI sees it: name, UUID, whether it runs, its live and persistent XML. */
   public record DomainXml(String name, String uuid, boolean active, String liveXml, String configXml) {}
 
