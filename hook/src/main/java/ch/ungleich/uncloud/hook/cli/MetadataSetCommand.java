@@ -3,6 +3,7 @@ package ch.ungleich.uncloud.hook.cli;
 import ch.ungleich.uncloud.hook.ExitCodes;
 import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.config.Config;
+import ch.ungleich.uncloud.hook.doctor.Checks;
 import ch.ungleich.uncloud.hook.host.DomainView;
 import ch.ungleich.uncloud.hook.host.LinuxHost;
 import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
@@ -85,6 +86,9 @@ final class MetadataSetCommand implements Callable<Integer> {
   @Option(names = "--apply", description = "Then run reconcile, so a running domain's rules change now.")
   boolean apply;
 
+  @Option(names = "--force", description = "Write even if an address is also claimed by another domain of this host.")
+  boolean force;
+
   @Spec CommandSpec spec;
 
   /**
@@ -137,13 +141,31 @@ final class MetadataSetCommand implements Callable<Integer> {
           configFw = next;
         }
       }
+      if (!force) {
+        List<DomainView> all = Inventory.read(s, cfg, false).domains;
+        List<String> clash = new ArrayList<>();
+        for (Firewall f : new Firewall[] {liveFw, configFw}) {
+          if (f != null) {
+            for (String c : Checks.conflictsWith(v.name(), f, all)) {
+              if (!clash.contains(c)) {
+                clash.add(c);
+              }
+            }
+          }
+        }
+        if (!clash.isEmpty()) {
+          throw UncloudException.invalid(
+              v.name() + ": " + String.join("; ", clash) + ": one address belongs to one domain (nothing was written;"
+                  + " --force writes anyway, e.g. while moving an address)");
+        }
+      }
       // validated everything: now write, in one call when both definitions get the same element
       List<String> written = new ArrayList<>();
       String xmlShown = null;
       String liveXml = liveFw == null || liveFw.interfaces.isEmpty() ? null : LibvirtXml.writeFirewall(liveFw);
       String configXml = configFw == null || configFw.interfaces.isEmpty() ? null : LibvirtXml.writeFirewall(configFw);
       if (targets.size() == 2 && DomainView.normal(liveFw).equals(DomainView.normal(configFw))) {
-        s.setMetadata(domain, Firewall.NAMESPACE, "uc", liveXml, LibvirtSession.AFFECT_LIVE | LibvirtSession.AFFECT_CONFIG);
+        s.setMetadata(domain, Firewall.NAMESPACE, "uc", forLibvirt(liveXml), LibvirtSession.AFFECT_LIVE | LibvirtSession.AFFECT_CONFIG);
         written.addAll(targets);
         xmlShown = liveXml;
       } else {
@@ -151,7 +173,7 @@ final class MetadataSetCommand implements Callable<Integer> {
           boolean isLive = t.equals("live");
           try {
             s.setMetadata(
-                domain, Firewall.NAMESPACE, "uc", isLive ? liveXml : configXml,
+                domain, Firewall.NAMESPACE, "uc", forLibvirt(isLive ? liveXml : configXml),
                 isLive ? LibvirtSession.AFFECT_LIVE : LibvirtSession.AFFECT_CONFIG);
           } catch (UncloudException e) {
             throw new UncloudException(
@@ -166,10 +188,8 @@ final class MetadataSetCommand implements Callable<Integer> {
         if (!cfg.backend().equals("nft")) {
           throw UncloudException.invalid("--apply: backend " + cfg.backend() + " is applied with 'uncloud-hook sync " + v.name() + "'");
         }
-        Inventory inv = Inventory.read(s, cfg, true);
-        ReconcilePlan p =
-            new Reconciler(inv, new ProcessNftRunner(cfg.nft()), new StateStore(cfg.stateDir(), cfg.lockTimeoutSeconds()), new LinuxHost()).apply();
-        rec = new ReconcileCommand.Result(false, !p.isEmpty(), inv.running().size(), 0, p.changes(), p.notes(), List.of(), List.of(), p.script());
+        rec = ReconcileCommand.run(Inventory.read(s, cfg, true), cfg, false);
+        ReconcileCommand.warn(spec.commandLine().getErr(), rec);
       }
       Result r = new Result(v.name(), v.uuid(), written, xmlShown, rec);
       PrintWriter out = spec.commandLine().getOut();
@@ -183,8 +203,7 @@ final class MetadataSetCommand implements Callable<Integer> {
           out.println(xmlShown.strip());
         }
         if (rec != null) {
-          out.println("reconcile: " + (rec.changed() ? rec.changes().size() + " change(s)" : "nothing to change"));
-          rec.changes().forEach(c -> out.println("  " + c));
+          ReconcileCommand.print(out, rec);
         } else if (written.contains("live")) {
           out.println("the running domain's rules are unchanged until its next start; apply now: uncloud-hook reconcile");
         }
@@ -192,6 +211,20 @@ final class MetadataSetCommand implements Callable<Integer> {
       }
       return ExitCodes.OK;
     }
+  }
+
+  /**
+   * The element as virDomainSetMetadata wants it: without namespace. libvirt puts the element and its
+   * children into the namespace given with the key as prefix itself (what {@code virsh metadata --key uc
+   * --set} does), and refuses an element that already declares that prefix ("failed to create a new
+   * XML namespace"). {@link LibvirtXml#writeFirewall}'s output differs from that only in the
+   * {@code uc:} prefixes and their declaration; attribute values are escaped, so no '<' is in them.
+   */
+  static String forLibvirt(String xml) {
+    if (xml == null) {
+      return null;
+    }
+    return xml.replace(" xmlns:uc=\"" + Firewall.NAMESPACE + "\"", "").replace("<uc:", "<").replace("</uc:", "</");
   }
 
   /** The current element with the command line's changes applied (a new object; {@code now} untouched). */

@@ -76,11 +76,23 @@ final class ReconcileCommand implements Callable<Integer> {
     try (LibvirtSession s = LibvirtSession.open(common.uri())) {
       inv = Inventory.read(s, config, true);
     }
+    Result result = run(inv, config, dryRun);
+    PrintWriter out = spec.commandLine().getOut();
+    warn(spec.commandLine().getErr(), result);
+    if (common.json()) {
+      Json.print(out, result);
+    } else {
+      print(out, result);
+    }
+    return result.errors().isEmpty() ? ExitCodes.OK : ExitCodes.INVALID;
+  }
+
+  /** Plans and (unless a dry run) applies for the running domains of {@code inv}. */
+  static Result run(Inventory inv, Config config, boolean dryRun) {
     NftRunner nft = new ProcessNftRunner(config.nft());
     StateStore store = new StateStore(config.stateDir(), config.lockTimeoutSeconds());
     Reconciler r = new Reconciler(inv, nft, store, new LinuxHost());
     ReconcilePlan plan = dryRun ? r.plan() : r.apply();
-
     List<DomainError> errors = new ArrayList<>();
     List<String> warnings = new ArrayList<>();
     for (DomainView d : inv.running()) {
@@ -94,27 +106,21 @@ final class ReconcileCommand implements Callable<Integer> {
     for (DomainPolicy p : inv.policies()) {
       nics += (int) p.nics().stream().filter(n -> n.hasChain()).count();
     }
-    Result result =
-        new Result(
-            dryRun, !plan.isEmpty(), inv.running().size(), nics, plan.changes(), plan.notes(), errors, warnings,
-            plan.script());
-    PrintWriter out = spec.commandLine().getOut();
-    PrintWriter err = spec.commandLine().getErr();
-    for (String w : warnings) {
-      err.println("uncloud-hook: warning: " + w);
-    }
-    for (DomainError e : errors) {
-      err.println("uncloud-hook: " + e.error() + " (its rules were left as they were; fix its metadata, then run reconcile)");
-    }
-    if (common.json()) {
-      Json.print(out, result);
-    } else {
-      print(out, result);
-    }
-    return errors.isEmpty() ? ExitCodes.OK : ExitCodes.INVALID;
+    return new Result(
+        dryRun, !plan.isEmpty(), inv.running().size(), nics, plan.changes(), plan.notes(), errors, warnings, plan.script());
   }
 
-  private static void print(PrintWriter out, Result r) {
+  static void warn(PrintWriter err, Result r) {
+    for (String w : r.warnings()) {
+      err.println("uncloud-hook: warning: " + w);
+    }
+    for (DomainError e : r.errors()) {
+      err.println("uncloud-hook: " + e.error() + " (its rules were left as they were; fix its metadata, then run reconcile)");
+    }
+    err.flush();
+  }
+
+  static void print(PrintWriter out, Result r) {
     String what = r.runningDomains() + " running domain" + (r.runningDomains() == 1 ? "" : "s") + ", "
         + r.filteredNics() + " filtered NIC" + (r.filteredNics() == 1 ? "" : "s");
     if (!r.changed()) {

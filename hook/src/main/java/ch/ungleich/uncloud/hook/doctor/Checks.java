@@ -373,7 +373,7 @@ public final class Checks {
         continue;
       }
       for (FirewallInterface i : f.interfaces) {
-        if (i.trusted != null && (i.trusted.strip().equals("true") || i.trusted.strip().equals("1"))) {
+        if (trusted(i)) {
           continue;
         }
         for (FirewallInterface.Ip ip : i.ips) {
@@ -408,6 +408,53 @@ public final class Checks {
       out.add(Check.pass("conflict", null, "no address claimed by two domains (" + claims.size() + " addresses, " + doms.size() + " domains)"));
     }
     return out;
+  }
+
+  /**
+   * What {@code metadata set} would make collide: each address of {@code fw} (untrusted NICs) that
+   * overlaps an address another domain claims. One line each; empty when none.
+   */
+  public static List<String> conflictsWith(String domain, Firewall fw, List<DomainView> views) {
+    List<String> out = new ArrayList<>();
+    for (FirewallInterface i : fw.interfaces) {
+      if (trusted(i)) {
+        continue;
+      }
+      for (FirewallInterface.Ip ip : i.ips) {
+        IpPrefix p;
+        try {
+          p = IpPrefix.parse(ip.address);
+        } catch (RuntimeException e) {
+          continue;
+        }
+        for (DomainView d : views) {
+          Firewall other = d.metadata();
+          if (d.name().equals(domain) || other == null) {
+            continue;
+          }
+          for (FirewallInterface j : other.interfaces) {
+            if (trusted(j)) {
+              continue;
+            }
+            for (FirewallInterface.Ip jp : j.ips) {
+              try {
+                IpPrefix q = IpPrefix.parse(jp.address);
+                if (p.overlaps(q)) {
+                  out.add(p + " overlaps " + q + " of " + d.name() + " (" + j.mac + (d.active() ? ", running" : "") + ")");
+                }
+              } catch (RuntimeException e) {
+                // invalid: that domain's own problem
+              }
+            }
+          }
+        }
+      }
+    }
+    return out;
+  }
+
+  private static boolean trusted(FirewallInterface i) {
+    return i.trusted != null && (i.trusted.strip().equals("true") || i.trusted.strip().equals("1"));
   }
 
   // ------------------------------------------------------------------ sysctls

@@ -324,7 +324,7 @@ public final class NftBackend {
     return new ReconcilePlan.Change(action, tap, o == null ? null : o.domain(), o == null ? null : o.uuid(), detail);
   }
 
-  /** Which rules (by comment) are missing or unexpected. */
+  /** Which rules (by comment) are missing, changed or unexpected. */
   private static String describe(NftState.Chain have, NftState.Chain want) {
     if (!Objects.equals(have.hook(), want.hook())) {
       return "chain is a base chain (" + have.hook() + "), must be a regular chain";
@@ -341,15 +341,25 @@ public final class NftBackend {
         extra.add(label(r));
       }
     }
+    List<String> changed = new ArrayList<>();
+    for (String m : List.copyOf(missing)) {
+      if (extra.remove(m)) {
+        missing.remove(m);
+        changed.add(m);
+      }
+    }
     StringBuilder b = new StringBuilder("rules differ from the metadata (" + have.rules().size() + " installed, "
         + want.rules().size() + " expected)");
     if (!missing.isEmpty()) {
       b.append("; missing: ").append(String.join(", ", missing));
     }
+    if (!changed.isEmpty()) {
+      b.append("; changed: ").append(String.join(", ", changed));
+    }
     if (!extra.isEmpty()) {
       b.append("; unexpected: ").append(String.join(", ", extra));
     }
-    if (missing.isEmpty() && extra.isEmpty()) {
+    if (missing.isEmpty() && extra.isEmpty() && changed.isEmpty()) {
       b.append("; same rules in another order");
     }
     return b.toString();
