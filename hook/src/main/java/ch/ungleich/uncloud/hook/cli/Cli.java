@@ -20,6 +20,8 @@ import picocli.CommandLine.Command;
       PlanCommand.class,
       ReconcileCommand.class,
       MetadataCommand.class,
+      NwfilterCommand.class,
+      SyncCommand.class,
       CommandLine.HelpCommand.class
     })
 public final class Cli {
