@@ -15,13 +15,16 @@ import ch.ungleich.uncloud.hook.nft.NftRunner;
 import ch.ungleich.uncloud.hook.nft.NftState;
 import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
 import ch.ungleich.uncloud.hook.nft.ReconcilePlan;
+import ch.ungleich.uncloud.hook.nwfilter.Templates;
 import ch.ungleich.uncloud.hook.state.StateStore;
 import ch.ungleich.uncloud.libvirtxml.LibvirtXml;
 import java.io.PrintWriter;
 import java.net.URI;
 import java.time.OffsetDateTime;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
@@ -125,10 +128,16 @@ final class DoctorCommand implements Callable<Integer> {
 
     // libvirt
     Inventory inv = null;
+    Map<String, String> filters = new LinkedHashMap<>();
     try (LibvirtSession s = LibvirtSession.open(common.uri())) {
       String v = s.daemonVersion();
       inv = Inventory.read(s, cfg, false);
       checks.add(Checks.libvirt(common.uri(), v, inv.domains.size(), inv.running().size(), null));
+      if (cfg.backend().equals("nwfilter")) {
+        for (Templates.Template t : Templates.all()) {
+          filters.put(t.name(), s.filterXml(t.name()));
+        }
+      }
     } catch (UncloudException e) {
       checks.add(Checks.libvirt(common.uri(), null, 0, 0, e.getMessage()));
     }
@@ -164,7 +173,16 @@ final class DoctorCommand implements Callable<Integer> {
         }
       }
     } else if (inv != null) {
+      checks.addAll(Checks.nwfilterTemplates(Templates.all(), filters));
       checks.addAll(Checks.domains(inv.domains, cfg, host::linkMac, common.uri()));
+      checks.addAll(Checks.nwfilterDrift(inv.domains, cfg));
+      try {
+        NftState table = Inventory.observe(new ProcessNftRunner(cfg.nft()));
+        checks.add(Checks.nftLeftover(table.exists(), table.ports() == null ? 0 : table.ports().elements().size()));
+      } catch (UncloudException e) {
+        // no nft on a pure nwfilter host: then there is no table either
+        checks.add(Checks.nftLeftover(false, 0));
+      }
     }
     if (inv != null) {
       checks.addAll(Checks.conflicts(inv.domains));

@@ -8,6 +8,8 @@ import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
 import ch.ungleich.uncloud.hook.model.NicPolicy;
 import ch.ungleich.uncloud.hook.nft.NftBackend;
+import ch.ungleich.uncloud.hook.nwfilter.FilterRef;
+import ch.ungleich.uncloud.hook.nwfilter.NwfilterBackend;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.charset.StandardCharsets;
@@ -65,7 +67,7 @@ final class PlanCommand implements Callable<Integer> {
    *
    * @param placeholderTaps true when the domain is not running and tap names stand for the NICs
    * @param script the nft script (nft backend), else null
-   * @param filterrefs per NIC the {@code <filterref>} element (nwfilter backend), else null
+   * @param filterrefs per NIC the {@code <filterref>} it must carry (nwfilter backend), else null
    */
   record Result(
       String domain,
@@ -76,7 +78,14 @@ final class PlanCommand implements Callable<Integer> {
       List<StatusCommand.NicStatus> nics,
       List<String> warnings,
       String script,
-      List<String> filterrefs) {}
+      List<NicFilterref> filterrefs) {}
+
+  /**
+   * One NIC's filterref.
+   *
+   * @param filterref the element as libvirt writes it, null when the NIC carries none of ours
+   */
+  record NicFilterref(String name, String mac, String filterref) {}
 
   @Override
   public Integer call() {
@@ -110,11 +119,15 @@ final class PlanCommand implements Callable<Integer> {
     }
     DomainPolicy shown = new DomainPolicy(p.name(), p.uuid(), List.copyOf(nics), p.warnings());
     String script = null;
-    List<String> filterrefs = null;
+    List<NicFilterref> filterrefs = null;
     if (be.equals("nft")) {
       script = NftBackend.start(shown, List.of(), t -> null).script();
     } else {
-      throw UncloudException.invalid("backend nwfilter: not in this build yet");
+      filterrefs = new ArrayList<>();
+      for (NicPolicy n : p.nics()) {
+        FilterRef f = NwfilterBackend.expected(n);
+        filterrefs.add(new NicFilterref(n.name(), n.mac().text(), f == null ? null : f.render("", "  ")));
+      }
     }
     List<StatusCommand.NicStatus> rows =
         StatusCommand.status(
@@ -147,7 +160,10 @@ final class PlanCommand implements Callable<Integer> {
       out.print(script.isEmpty() ? "# (no rules: no NIC is filtered)\n" : script);
     }
     if (filterrefs != null) {
-      filterrefs.forEach(out::println);
+      for (NicFilterref f : filterrefs) {
+        out.println("<!-- " + f.name() + " " + f.mac() + " -->");
+        out.println(f.filterref() == null ? "<!-- no filterref of ours -->" : f.filterref());
+      }
     }
     out.flush();
     return ExitCodes.OK;

@@ -8,6 +8,7 @@ import ch.ungleich.uncloud.hook.model.NicPolicy;
 import ch.ungleich.uncloud.hook.nft.NftScript;
 import ch.ungleich.uncloud.hook.nft.NftState;
 import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
+import ch.ungleich.uncloud.hook.nwfilter.NwfilterBackend;
 import ch.ungleich.uncloud.libvirtxml.domain.Interface;
 import java.io.PrintWriter;
 import java.util.ArrayList;
@@ -90,7 +91,7 @@ final class StatusCommand implements Callable<Integer> {
     NftState nft = config.backend().equals("nft") ? Inventory.observe(new ProcessNftRunner(config.nft())) : NftState.ABSENT;
     List<DomainStatus> out = new ArrayList<>();
     for (DomainView d : views) {
-      out.add(status(d, nft));
+      out.add(config.backend().equals("nft") ? status(d, nft) : nwfilterStatus(d));
     }
     Result r = new Result(config.backend(), out);
     PrintWriter w = spec.commandLine().getOut();
@@ -118,7 +119,7 @@ final class StatusCommand implements Callable<Integer> {
           rules = ok ? "installed" : "missing";
           dropped = c == null ? null : c.dropped();
         }
-        boolean addresses = n.mode() == ch.ungleich.uncloud.hook.model.Mode.FILTER;
+        boolean addresses = n.mode() == ch.ungleich.uncloud.hook.model.Mode.FILTER && n.filterable();
         nics.add(
             new NicStatus(
                 n.name(), n.mac().text(), n.tap(), n.type(), mode, n.reason(),
@@ -134,6 +135,32 @@ final class StatusCommand implements Callable<Integer> {
                 name, n.mac == null ? null : n.mac.address, n.target == null ? null : n.target.dev, n.type, null, null,
                 List.of(), List.of(), "unknown", null));
       }
+    }
+    return new DomainStatus(d.name(), d.uuid(), d.active(), d.error(), nics);
+  }
+
+  /**
+   * With the nwfilter backend libvirt holds the rules: a NIC's are "installed" when its live filterref is
+   * the one its metadata demands, "missing" when not ({@code uncloud-hook sync} fixes it). libvirt keeps
+   * no per-NIC drop counters for nwfilter rules, so {@code dropped} is null.
+   */
+  static DomainStatus nwfilterStatus(DomainView d) {
+    DomainStatus base = status(d, NftState.ABSENT);
+    if (d.policy() == null || d.live() == null) {
+      return base;
+    }
+    List<NwfilterBackend.NicChange> plan;
+    try {
+      plan = NwfilterBackend.plan(d.policy(), d.live(), true);
+    } catch (ch.ungleich.uncloud.hook.UncloudException e) {
+      return new DomainStatus(d.name(), d.uuid(), d.active(), e.getMessage(), base.nics());
+    }
+    List<NicStatus> nics = new ArrayList<>();
+    for (int i = 0; i < base.nics().size(); i++) {
+      NicStatus n = base.nics().get(i);
+      NwfilterBackend.NicChange c = plan.get(i);
+      String rules = c.wanted() == null ? "none" : c.kind() == NwfilterBackend.Kind.KEEP ? "installed" : "missing";
+      nics.add(new NicStatus(n.name(), n.mac(), n.tap(), n.type(), n.mode(), n.reason(), n.ipv4(), n.ipv6(), rules, null));
     }
     return new DomainStatus(d.name(), d.uuid(), d.active(), d.error(), nics);
   }

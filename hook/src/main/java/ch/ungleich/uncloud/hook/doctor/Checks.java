@@ -1,12 +1,18 @@
 package ch.ungleich.uncloud.hook.doctor;
 
+import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.config.Config;
 import ch.ungleich.uncloud.hook.host.DomainView;
 import ch.ungleich.uncloud.hook.host.LinuxHost.FileInfo;
+import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
+import ch.ungleich.uncloud.hook.model.DomainPolicy;
 import ch.ungleich.uncloud.hook.model.IpPrefix;
 import ch.ungleich.uncloud.hook.model.Mode;
 import ch.ungleich.uncloud.hook.model.NicPolicy;
 import ch.ungleich.uncloud.hook.nft.ReconcilePlan;
+import ch.ungleich.uncloud.hook.nwfilter.FilterXml;
+import ch.ungleich.uncloud.hook.nwfilter.NwfilterBackend;
+import ch.ungleich.uncloud.hook.nwfilter.Templates;
 import ch.ungleich.uncloud.libvirtxml.firewall.Firewall;
 import ch.ungleich.uncloud.libvirtxml.firewall.FirewallInterface;
 import java.time.Instant;
@@ -355,6 +361,82 @@ public final class Checks {
       out.add(Check.pass("stale", null, "no leftover rules for taps or domains that are gone"));
     }
     return out;
+  }
+
+  // ------------------------------------------------------------------ nwfilter backend
+
+  /**
+   * Our filters are defined in libvirt and identical to the ones we ship (what {@code nwfilter
+   * install} would leave unchanged).
+   *
+   * @param defined per template name, libvirt's XML of that filter, or null when it is not defined
+   */
+  public static List<Check> nwfilterTemplates(List<Templates.Template> ours, java.util.Map<String, String> defined) {
+    List<Check> out = new ArrayList<>();
+    for (Templates.Template t : ours) {
+      String have = defined.get(t.name());
+      if (have == null) {
+        out.add(Check.fail("nwfilter-templates", t.name(), "not defined in libvirt: a NIC referencing it cannot start",
+            "uncloud-hook nwfilter install"));
+      } else if (!FilterXml.same(t.xml(), have)) {
+        out.add(Check.fail("nwfilter-templates", t.name(), "defined, but differs from the one this uncloud-hook ships",
+            "uncloud-hook nwfilter install (redefines it; libvirt re-applies it to every NIC that uses it)"));
+      }
+    }
+    if (out.isEmpty()) {
+      out.add(Check.pass("nwfilter-templates", null, "all " + ours.size() + " uncloud-* filters are defined and identical to ours"));
+    }
+    return out;
+  }
+
+  /**
+   * Every NIC's filterref agrees with the metadata: live ones (what libvirt enforces now; FAIL) and
+   * persistent ones (the hook's {@code prepare} refuses the next start; WARN).
+   */
+  public static List<Check> nwfilterDrift(List<DomainView> views, Config c) {
+    List<Check> out = new ArrayList<>();
+    int nics = 0;
+    for (DomainView d : views) {
+      if (d.active() && d.policy() != null && d.live() != null) {
+        try {
+          List<NwfilterBackend.NicChange> plan = NwfilterBackend.plan(d.policy(), d.live(), true);
+          nics += plan.size();
+          if (!NwfilterBackend.inSync(plan)) {
+            out.add(Check.fail("drift", d.name(), "live filterrefs disagree with the metadata: " + NwfilterBackend.differences(plan),
+                "uncloud-hook sync " + d.name()));
+          }
+        } catch (UncloudException e) {
+          out.add(Check.fail("drift", d.name(), e.getMessage(), "remove that filterref, or mark the NIC trusted"));
+        }
+      }
+      if (d.config() != null && d.configError() == null) {
+        try {
+          DomainPolicy p = PolicyBuilder.build(d.config(), c);
+          List<NwfilterBackend.NicChange> plan = NwfilterBackend.plan(p, d.config(), true);
+          if (!NwfilterBackend.inSync(plan)) {
+            out.add(Check.warn("drift", d.name() + " (persistent)",
+                "filterrefs disagree with the metadata: " + NwfilterBackend.differences(plan) + "; the hook refuses its next start",
+                "uncloud-hook sync " + d.name()));
+          }
+        } catch (UncloudException e) {
+          out.add(Check.warn("drift", d.name() + " (persistent)", e.getMessage(), "uncloud-hook metadata show " + d.name()));
+        }
+      }
+    }
+    if (out.isEmpty()) {
+      out.add(Check.pass("drift", null, "every NIC's filterref agrees with its metadata (" + nics + " running NICs)"));
+    }
+    return out;
+  }
+
+  /** With {@code backend = nwfilter} our nft table must be gone: it would filter a second time, by stale data. */
+  public static Check nftLeftover(boolean tableExists, int elements) {
+    if (tableExists) {
+      return Check.warn("stale", "table bridge uncloud",
+          "backend = nwfilter, but the nft backend's table is still there (" + elements + " ports)",
+          "nft delete table bridge uncloud");
+    }
+    return Check.pass("stale", null, "no nft table of the nft backend left");
   }
 
   // ------------------------------------------------------------------ conflicts
