@@ -13,7 +13,7 @@ import picocli.CommandLine.Command;
     mixinStandardHelpOptions = true,
     versionProvider = Cli.Version.class,
     description = "Pins every libvirt VM NIC to its own MAC and IPs (nftables or nwfilter).",
-    subcommands = {HookCommand.class, CommandLine.HelpCommand.class})
+    subcommands = {HookCommand.class, DemoCommand.class, CommandLine.HelpCommand.class})
 public final class Cli {
 
   /** Runs the CLI; returns the exit code. */
