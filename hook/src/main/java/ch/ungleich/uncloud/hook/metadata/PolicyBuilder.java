@@ -149,7 +149,8 @@ public final class PolicyBuilder {
               reason,
               AddressSet.of(false, v4),
               AddressSet.of(true, v6),
-              config.dhcpClient()));
+              // an unlisted NIC gets no IPv4 at all, not even the DHCP discover
+              config.dhcpClient() && fi != null));
     }
     return new DomainPolicy(name, uuid, List.copyOf(out), List.copyOf(warnings));
   }

@@ -5,6 +5,7 @@ import ch.ungleich.uncloud.hook.UncloudException;
 import java.io.IOException;
 import java.nio.channels.FileChannel;
 import java.nio.channels.FileLock;
+import java.nio.channels.OverlappingFileLockException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;
@@ -52,11 +53,17 @@ public final class StateStore {
           FileChannel.open(dir.resolve("lock"), StandardOpenOption.CREATE, StandardOpenOption.WRITE);
       long deadline = System.nanoTime() + lockTimeoutSeconds * 1_000_000_000L;
       while (true) {
-        FileLock l = ch.tryLock();
+        FileLock l;
+        try {
+          l = ch.tryLock();
+        } catch (OverlappingFileLockException held) {
+          l = null; // held by another thread of this JVM (the CLI, tests): wait like for a process
+        }
         if (l != null) {
+          FileLock held = l;
           return () -> {
             try {
-              l.release();
+              held.release();
               ch.close();
             } catch (IOException ignored) {
               // closing the channel releases the lock in any case
