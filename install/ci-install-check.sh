@@ -7,6 +7,7 @@
 #  2. the installed hook launcher, exactly as libvirt runs it (env -i), in a throwaway netns with a
 #     bridge and a veth named like a tap: 'start begin' makes the port chain, 'stopped end' removes it,
 #     'migrate begin' prints nothing; the JVM maps the CDS archive
+#  2b. a private libvirtd (own netns and mount ns) finds the hook after setup notify (SIGHUP)
 #  3. coexistence: with a foreign /etc/libvirt/hooks/qemu the hook goes to qemu.d/uncloud-hook and the
 #     foreign one is untouched (only when the machine has no qemu hook of its own)
 #  4. uninstall.sh, then nothing left (files, nft table, unit) but the config; --purge removes that
@@ -33,7 +34,10 @@ check() {
   if "$@" > "$TMP/check.out" 2>&1; then ok "$what"; else bad "$what"; tail -n 40 "$TMP/check.out" | sed 's/^/    /'; fi
 }
 
+LVPID=""
 cleanup() {
+  if [ -n "$LVPID" ] && kill -0 "$LVPID" 2>/dev/null; then kill -KILL "$LVPID"; wait "$LVPID" 2>/dev/null; fi
+  ip netns del "$NS-lv" 2>/dev/null || true
   ip netns del "$NS" 2>/dev/null || true
   if [ "$FOREIGN_MADE" = yes ]; then rm -f "$HOOKS/qemu"; fi
   if dpkg-query -W -f='${Status}' uncloud-hook 2>/dev/null | grep -q "ok installed"; then
@@ -134,6 +138,40 @@ echo "# 2. the installed hook launcher"
 HOOK=$HOOKS/qemu
 grep -q "$MARK" "$HOOK" 2>/dev/null || HOOK=$HOOKS/qemu.d/uncloud-hook
 hook_smoke "$HOOK" "install.sh"
+
+echo "# 2b. a running libvirtd notices the hook (a private libvirtd: own netns, mount ns, /etc/libvirt, /run)"
+libvirtd_notice() {
+  local W=$TMP/lv P i
+  mkdir -p "$W/etc/hooks" "$W/run" "$W/lib" "$W/cache" "$W/log"
+  printf '%s\n' 'unix_sock_group = "root"' 'auth_unix_ro = "none"' 'auth_unix_rw = "none"' \
+    'log_filters = "1:util.hook 3:object 3:util 3:rpc 3:event"' \
+    'log_outputs = "1:file:/var/log/libvirt/libvirtd.log"' > "$W/etc/libvirtd.conf"
+  printf '%s\n' 'security_driver = "none"' 'cgroup_controllers = [ ]' 'namespaces = [ ]' 'stdio_handler = "file"' \
+    > "$W/etc/qemu.conf"
+  ip netns add "$NS-lv"
+  ip netns exec "$NS-lv" unshare --mount --propagation private sh -c "
+    mount -n --bind $W/etc /etc/libvirt && mount -n --bind $W/run /run && mkdir -p /run/libvirt &&
+    mount -n --bind $W/lib /var/lib/libvirt && mount -n --bind $W/cache /var/cache/libvirt &&
+    mount -n --bind $W/log /var/log/libvirt && cd / && exec /usr/sbin/libvirtd" > "$W/stdout" 2>&1 &
+  LVPID=$!
+  for i in $(seq 1 100); do [ -s "$W/run/libvirtd.pid" ] && break; sleep 0.2; done
+  check "private libvirtd started without a qemu hook" grep -q "No hook script /etc/libvirt/hooks/qemu" "$W/log/libvirtd.log"
+  check "setup hook places it in that libvirtd's /etc/libvirt" nsenter -t "$LVPID" -m -n /usr/lib/uncloud-hook/setup hook
+  check "setup notify signals that libvirtd" eval 'nsenter -t "$LVPID" -m -n /usr/lib/uncloud-hook/setup notify | tee /dev/stderr | grep -q "sent SIGHUP to libvirtd"'
+  for i in $(seq 1 50); do grep -q "Found hook script /etc/libvirt/hooks/qemu" "$W/log/libvirtd.log" && break; sleep 0.2; done
+  check "libvirtd found the hook after SIGHUP" grep -q "Found hook script /etc/libvirt/hooks/qemu" "$W/log/libvirtd.log"
+  kill -TERM "$LVPID" 2>/dev/null
+  for i in $(seq 1 50); do kill -0 "$LVPID" 2>/dev/null || break; sleep 0.2; done
+  kill -KILL "$LVPID" 2>/dev/null || true
+  wait "$LVPID" 2>/dev/null || true
+  LVPID=""
+  ip netns del "$NS-lv"
+}
+if [ -x /usr/sbin/libvirtd ]; then
+  libvirtd_notice
+else
+  echo "  no /usr/sbin/libvirtd on this machine: skipped"
+fi
 
 echo "# 3. coexistence with a foreign qemu hook"
 if [ -e "$HOOKS/qemu" ] && ! grep -q "$MARK" "$HOOKS/qemu"; then
