@@ -31,6 +31,9 @@ import java.util.Map;
  *   render I TAP INSTALL REMOVE [setfree]         the scripts one hook call would run for 1-NIC domain I on TAP
  *                                           (install at start, remove at stopped), for timing nft alone
  *   ident I                                 MAC and IPv4 of domain I's first NIC
+ *   node FILE FIRST COUNT TAPS               libvirt test-driver host (test:///FILE) with those domains
+ *                                           running, and TAPS: "ip -batch" lines making their taps (bridges
+ *                                           with the MAC libvirt gives a tap: first octet fe)
  *   seed SCRIPT FIRST COUNT [TAP:I,...]     seed-000-style table: one iifname/ether saddr/ip saddr accept
  *                                           rule per port in one chain, the listed real ports LAST
  * </pre>
@@ -101,6 +104,7 @@ public final class BenchGen {
       case "install" -> install(a);
       case "seed" -> seed(a);
       case "render" -> render(a);
+      case "node" -> node(a);
       case "ident" -> System.out.println(mac(Integer.parseInt(a[1]), 0) + " " + ipv4(Integer.parseInt(a[1]), 0));
       default -> throw new IllegalArgumentException("unknown command " + a[0]);
     }
@@ -116,6 +120,23 @@ public final class BenchGen {
     for (int i = first; i < first + count; i++) {
       Files.writeString(dir.resolve(name(i) + ".xml"), domainXml(i, nics, taps), StandardCharsets.UTF_8);
     }
+  }
+
+  static void node(String[] a) throws IOException {
+    int first = Integer.parseInt(a[2]);
+    int count = Integer.parseInt(a[3]);
+    StringBuilder b = new StringBuilder("<node>\n");
+    StringBuilder taps = new StringBuilder();
+    for (int i = first; i < first + count; i++) {
+      String d = domainXml(i, 1, null).replace("<domain type='kvm'>", "<domain type='test'>")
+          .replace("  <metadata>", "  <memory>65536</memory>\n  <os><type>hvm</type></os>\n  <metadata>");
+      b.append(d);
+      taps.append("link add ").append(tap(i, 0)).append(" address fe").append(mac(i, 0).substring(2))
+          .append(" type bridge\n");
+    }
+    b.append("</node>\n");
+    Files.writeString(Path.of(a[1]), b, StandardCharsets.UTF_8);
+    Files.writeString(Path.of(a[4]), taps, StandardCharsets.UTF_8);
   }
 
   static void install(String[] a) throws Exception {

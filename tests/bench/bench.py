@@ -440,29 +440,48 @@ class Bench:
 
     # ------------------------------------------------------------------ 3: reconcile
     def reconcile(self):
+        """Section 3: the real `uncloud-hook reconcile` against libvirt's test driver (test:///node.xml, in the
+        CLI's own process: no daemon) with n running 1-NIC domains whose taps exist in the lab's netns, and,
+        for comparison, the set-free proposal's bulk load of the same domains (core equivalent, one JVM)."""
         n = self.a.rec_domains
-        ns = self.ns("rec")
-        conf = self.conf("rec")
         r = self.run([self.java, "-jar", self.jar, "--help"], check=False)
         has_cli = re.search(r"^\s+reconcile\b", r.stdout, re.M) is not None
         rows = []
-        for what in ("empty table (host boot)", "rules already there (re-apply)"):
-            log(f"reconcile-equivalent, {n} domains, {what}")
+        if has_cli:
+            ns = self.ns("rec")
+            conf = self.conf("rec")
+            node, taps = self.p("rec", "node.xml"), self.p("rec", "taps.batch")
+            self.gen(ns, conf, "node", node, 0, n, taps)
+            self.run(["ip", "-n", ns, "-batch", taps])
+            cmd = ["ip", "netns", "exec", ns, *self.env(conf), self.java, "-jar", self.jar, "reconcile", "--connect",
+                   f"test://{node}"]
+            for what in ("empty table (host boot)", "nothing to change (run again)", "table flushed (nft flush ruleset)"):
+                if what.startswith("table flushed"):
+                    self.nft(ns, "add table bridge uncloud\ndelete table bridge uncloud\n")
+                log(f"reconcile, {n} running domains, {what}")
+                w, rc, rss, err = self.timed(cmd)
+                ok, _ = self.rules_intact(ns, range(0, n))
+                detail = (f"exit {rc}, rules in place for {ok}/{n}, CPU {self.last_cpu:.1f} s, peak RSS {rss // 1024} MiB"
+                          + (f": {err.splitlines()[-1][:160]}" if rc != 0 and err else ""))
+                rows.append({"case": f"uncloud-hook reconcile: {what}", "wall_s": w, "rc": rc if ok == n else -1,
+                             "detail": detail})
+                log(f"  {w:.2f} s, {detail}")
+            self.del_ns(ns)
+        else:
+            ns = self.ns("rec")
+            conf = self.conf("rec")
+            what = "core equivalent (branch cli not on main), empty table"
             w, out = self.gen(ns, conf, "install", 0, n, 1, self.p("rec", "all.nft"))
-            rows.append({"case": what, "wall_s": w, "detail": out})
-            log(f"  {w:.2f} s: {out}")
-        self.del_ns(ns)
+            rows.append({"case": what, "wall_s": w, "rc": 0, "detail": out})
+            self.del_ns(ns)
         ns = self.ns("rec2")
         conf = self.conf("rec2")
-        what = "PROPOSAL set-free renderer, empty table"
-        log(f"reconcile-equivalent, {n} domains, {what}")
+        what = "PROPOSAL set-free renderer: core equivalent (one JVM, one nft -f), empty table"
+        log(f"{what}, {n} domains")
         w, out = self.gen(ns, conf, "install", 0, n, 1, self.p("rec2", "all.nft"), "setfree")
-        rows.append({"case": what, "wall_s": w, "detail": out, "proposal": True})
+        rows.append({"case": what, "wall_s": w, "rc": 0, "detail": out, "proposal": True})
         log(f"  {w:.2f} s: {out}")
-        self.results["sections"]["reconcile"] = {
-            "domains": n, "rows": rows, "cli_on_main": has_cli,
-            "what": "core equivalent: one JVM, DomainReader + PolicyBuilder + NftBackend + NftScript for every "
-                    "domain, ONE nft -f transaction, StateStore records"}
+        self.results["sections"]["reconcile"] = {"domains": n, "rows": rows, "cli_on_main": has_cli}
         self.del_ns(ns)
 
     # ------------------------------------------------------------------ 4: hook start
@@ -816,12 +835,14 @@ def report(b, started):
         r = s["reconcile"]
         add("")
         add(f"## 3. Host recovery: reconcile of {r['domains']} running domains")
-        add("measured: " + ("`uncloud-hook reconcile` is on main but needs libvirt; " if r["cli_on_main"] else
-                            "`uncloud-hook reconcile` (branch cli) is not on main; ") + r["what"])
-        add(table(["case", "wall (JVM + plan + nft + records)", "detail"],
-                  [[x["case"], f"{x['wall_s']:.2f} s", x["detail"]] for x in r["rows"]]))
-        worst = max(x["wall_s"] for x in r["rows"] if not x.get("proposal"))
-        add(f"target < 2 s (main's renderer): {worst:.2f} s {verdict(worst < 2)}")
+        add("`uncloud-hook reconcile --connect test:///node.xml`: libvirt's test driver inside the CLI process"
+            " holds the running domains; their taps exist in the lab's netns (bridges with libvirt's tap MAC)")
+        add(table(["case", "wall", "detail"], [[x["case"], f"{x['wall_s']:.2f} s", x["detail"]] for x in r["rows"]]))
+        main_rows = [x for x in r["rows"] if not x.get("proposal")]
+        worst = max(x["wall_s"] for x in main_rows)
+        ok = worst < 2 and all(x["rc"] == 0 for x in main_rows)
+        add(f"target < 2 s (main): slowest {worst:.2f} s" + ("" if all(x["rc"] == 0 for x in main_rows) else
+                                                             ", and a run FAILED") + f" {verdict(ok)}")
     if "hook_start" in s:
         h = s["hook_start"]
         add("")
