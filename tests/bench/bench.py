@@ -112,18 +112,29 @@ class Bench:
                 "hook", *args]
 
     def timed(self, cmd, stdin_file=None):
-        """Wall seconds, exit code, peak RSS (KiB, from wait4) and stderr of one process."""
+        """Wall seconds, exit code, peak RSS (KiB) and stderr of one process; CPU seconds in self.last_cpu.
+
+        The peak RSS comes from GNU time (package `time`) wrapped around the command: wait4's ru_maxrss of a
+        child forked from this (much larger) Python process would report Python's size, not the JVM's."""
         fin = open(stdin_file, "rb") if stdin_file else subprocess.DEVNULL
         errf = open(self.p("timed.err"), "w+b")
+        rssf = self.p("timed.rss")
+        gnu_time = os.path.exists("/usr/bin/time")
+        if gnu_time:
+            cmd = ["/usr/bin/time", "-f", "%M", "-o", rssf, *cmd]
         try:
             t = time.perf_counter()
             p = subprocess.Popen(cmd, stdin=fin, stdout=subprocess.DEVNULL, stderr=errf)
             _, status, ru = os.wait4(p.pid, 0)
             wall = time.perf_counter() - t
-            self.last_cpu = ru.ru_utime + ru.ru_stime  # with the children it waited for (nft)
+            self.last_cpu = ru.ru_utime + ru.ru_stime  # with the children it waited for (the JVM's nft)
             p.returncode = os.waitstatus_to_exitcode(status)
+            rss = None
+            if gnu_time:
+                nums = [l for l in open(rssf).read().split() if l.isdigit()]
+                rss = int(nums[-1]) if nums else None
             errf.seek(0)
-            return wall, p.returncode, ru.ru_maxrss, errf.read().decode(errors="replace").strip()
+            return wall, p.returncode, rss, errf.read().decode(errors="replace").strip()
         finally:
             if stdin_file:
                 fin.close()
@@ -480,7 +491,8 @@ class Bench:
                 log(f"reconcile, {n} running domains, {what}")
                 w, rc, rss, err = self.timed(cmd)
                 ok, _ = self.rules_intact(ns, range(0, n))
-                detail = (f"exit {rc}, rules in place for {ok}/{n}, CPU {self.last_cpu:.1f} s, peak RSS {rss // 1024} MiB"
+                detail = (f"exit {rc}, rules in place for {ok}/{n}, CPU {self.last_cpu:.1f} s, peak RSS "
+                          f"{(rss or 0) // 1024} MiB"
                           + (f": {err.splitlines()[-1][:160]}" if rc != 0 and err else ""))
                 rows.append({"case": f"uncloud-hook reconcile: {what}", "wall_s": w, "rc": rc if ok == n else -1,
                              "detail": detail})
@@ -537,7 +549,7 @@ class Bench:
                         fails.append(f"{key} rc={rc}: {err[:200]}")
                     res[key].append(w)
                     cpu[key].append(self.last_cpu)
-                    rss[key] = max(rss[key], m)
+                    rss[key] = max(rss[key], m or 0)
             med = {k: median(v) for k, v in res.items()}
             rows.append({"launcher": label, "median_s": med, "median_cpu_s": {k: median(v) for k, v in cpu.items()},
                          "peak_rss_kib": rss, "failures": fails, "samples": res})
