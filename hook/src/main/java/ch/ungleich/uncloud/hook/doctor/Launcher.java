@@ -23,11 +23,16 @@ public record Launcher(String java, List<String> jvmArgs, String jar, String con
     return jar.endsWith("uncloud-hook.jar");
   }
 
-  /** Reads a launcher; null when no line runs {@code java ... -jar JAR}. */
+  /**
+   * Reads a launcher; null when no line runs {@code java ... -jar JAR}. The line that ends in
+   * {@code hook "$@"} wins over earlier ones (a launcher with reconnect batching first defines a
+   * function running the same java command for {@code hook-batch}).
+   */
   public static Launcher parse(String script) {
     if (script == null || !script.startsWith("#!")) {
       return null;
     }
+    Launcher first = null;
     String config = null;
     for (String raw : script.split("\n")) {
       List<String> w = words(raw);
@@ -64,9 +69,13 @@ public record Launcher(String java, List<String> jvmArgs, String jar, String con
       }
       List<String> rest = w.subList(jar + 2, w.size());
       boolean passes = rest.size() >= 2 && rest.get(0).equals("hook") && rest.get(1).equals("$@");
-      return new Launcher(java, List.copyOf(w.subList(i + 1, jar)), w.get(jar + 1), config, passes);
+      Launcher l = new Launcher(java, List.copyOf(w.subList(i + 1, jar)), w.get(jar + 1), config, passes);
+      if (passes) {
+        return l;
+      }
+      first = first == null ? l : first;
     }
-    return null;
+    return first;
   }
 
   /**

@@ -25,6 +25,20 @@ class LauncherTest {
   }
 
   @Test
+  void launcherWithReconnectBatching() throws java.io.IOException {
+    String snippet = java.nio.file.Files.readString(java.nio.file.Path.of("..", "install",
+        "hook-launcher-reconnect.sh-snippet"));
+    Launcher l =
+        Launcher.parse(
+            "#!/bin/sh\nuncloud_java() {\n  /usr/lib/uncloud-hook/java -Xmx64m -jar /usr/lib/uncloud-hook/uncloud-hook.jar"
+                + " \"$@\"\n}\n" + snippet
+                + "exec /usr/lib/uncloud-hook/java -Xmx64m -jar /usr/lib/uncloud-hook/uncloud-hook.jar hook \"$@\"\n");
+    assertEquals("/usr/lib/uncloud-hook/java", l.java());
+    assertEquals(List.of("-Xmx64m"), l.jvmArgs());
+    assertTrue(l.passesArgs());
+  }
+
+  @Test
   void quotedPathsAndConfig() {
     Launcher l =
         Launcher.parse(
