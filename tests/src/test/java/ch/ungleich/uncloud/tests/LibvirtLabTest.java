@@ -101,7 +101,7 @@ class LibvirtLabTest {
     Observer.Summary after = lab.observer().summary(m.endNs(), Observer.nowNs());
     report("migration A->B managed, no hook: %.2f s, largest legit gap %.1f ms%n%s", m.seconds(), s.maxLegitGapMs(), s);
     report("  %s", domjob(lab.b()));
-    assertEquals(List.of(guest.name()), lab.b().runningDomains(), "guest runs on B");
+    assertEquals(List.of(guest.name()), lab.b().runningDomains(), () -> "guest runs on B" + diagnose(lab.b()));
     assertEquals(List.of(), lab.a().allDomains(), "--undefinesource: nothing left on A");
     assertTrue(lab.b().virsh("dominfo", guest.name()).out().matches("(?s).*Persistent:\\s+yes.*"), "persistent on B");
     for (String k : LabGuest.LEGIT) {
@@ -142,7 +142,7 @@ class LibvirtLabTest {
     List<String> lb = log(lab.b());
     report("hook calls on A (destination):%n  %s", String.join("\n  ", la));
     report("hook calls on B (source):%n  %s", String.join("\n  ", lb));
-    assertEquals(List.of(guest.name()), lab.a().runningDomains(), "guest runs on A");
+    assertEquals(List.of(guest.name()), lab.a().runningDomains(), () -> "guest runs on A" + diagnose(lab.a()));
     assertEquals(List.of("migrate begin", "prepare begin", "start begin", "started begin"), ops(la),
         "destination's hook calls, in order");
     assertEquals(List.of("reconnect begin", "stopped end", "release end"), ops(lb), "source's hook calls, in order");
@@ -189,6 +189,7 @@ class LibvirtLabTest {
       sb.append("no tap: ").append(e.getMessage()).append('\n');
     }
     sb.append("console tail:\n").append(LibvirtHost.tail(lab.console(guest))).append('\n');
+    sb.append("qemu log tail:\n").append(LibvirtHost.tail(h.qemuLog(guest.name()))).append('\n');
     List<Observer.Frame> f = lab.observer().frames();
     sb.append("last frames at observer (now ").append(Observer.nowNs()).append("):\n");
     f.subList(Math.max(0, f.size() - 8), f.size()).forEach(x -> sb.append("  ").append(x).append('\n'));

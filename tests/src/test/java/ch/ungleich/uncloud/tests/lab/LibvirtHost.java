@@ -49,7 +49,7 @@ public final class LibvirtHost implements AutoCloseable {
    * @param name host name inside its UTS namespace, also used in logs
    * @param netns network namespace to create (must not exist; carry the test's prefix)
    * @param dir work directory to create (etc, run, lib, cache, log below it)
-   * @param hostUuid libvirt host_uuid (must differ between migration peers)
+   * @param hostUuid libvirt host_uuid (must differ between migration peers), or null
    * @param listenAddress address for --listen/migration_host, or null for unix socket only
    */
   public static LibvirtHost create(String name, String netns, Path dir, String hostUuid, String listenAddress) {
@@ -58,6 +58,7 @@ public final class LibvirtHost implements AutoCloseable {
       for (String d : List.of("etc/hooks", "run/libvirt", "lib", "cache/qemu/capabilities", "log")) {
         Files.createDirectories(dir.resolve(d));
       }
+      removeStaleNetns(netns);
       Cmd.run("ip", "netns", "add", netns).check();
       Cmd.run("ip", "-n", netns, "link", "set", "lo", "up").check();
       h.writeConfig(hostUuid);
@@ -77,7 +78,9 @@ public final class LibvirtHost implements AutoCloseable {
 
   private void writeConfig(String hostUuid) throws IOException {
     StringBuilder d = new StringBuilder();
-    d.append("host_uuid = \"").append(hostUuid).append("\"\n");
+    if (hostUuid != null) {
+      d.append("host_uuid = \"").append(hostUuid).append("\"\n");
+    }
     d.append("unix_sock_group = \"root\"\nauth_unix_ro = \"none\"\nauth_unix_rw = \"none\"\n");
     if (listenAddress != null) {
       d.append("listen_tls = 0\nlisten_tcp = 1\nauth_tcp = \"none\"\n");
@@ -139,6 +142,47 @@ public final class LibvirtHost implements AutoCloseable {
       throw new IllegalStateException(name + " has no listen address");
     }
     return "qemu+tcp://" + listenAddress + "/system";
+  }
+
+  /**
+   * Copies the machine's stock nwfilter definitions (/etc/libvirt/nwfilter/*.xml: clean-traffic
+   * and friends) into this host's /etc/libvirt/nwfilter; libvirtd loads them at its next start.
+   */
+  public void copySystemNwfilters() {
+    try {
+      Path dst = Files.createDirectories(etc().resolve("nwfilter"));
+      Path src = Path.of("/etc/libvirt/nwfilter");
+      if (Files.isDirectory(src)) {
+        try (Stream<Path> s = Files.list(src)) {
+          for (Path f : s.filter(p -> p.toString().endsWith(".xml")).toList()) {
+            Files.copy(f, dst.resolve(f.getFileName()), StandardCopyOption.REPLACE_EXISTING);
+          }
+        }
+      }
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  /**
+   * Deletes a namespace of this test's own prefix left by an earlier run that was killed before
+   * its teardown, after stopping the processes still inside it (its libvirtd, qemu, observer). The
+   * name carries the caller's prefix, so whatever runs in it was started by an earlier run of the
+   * same test.
+   */
+  public static void removeStaleNetns(String netns) {
+    if (Cmd.run("ip", "netns", "list").out().lines().noneMatch(l -> l.split(" ")[0].equals(netns))) {
+      return;
+    }
+    for (String p : Cmd.run("ip", "netns", "pids", netns).out().split("\\s+")) {
+      if (p.matches("[0-9]+")) {
+        ProcessHandle.of(Long.parseLong(p)).ifPresent(ph -> {
+          ph.destroy();
+          waitGone(ph);
+        });
+      }
+    }
+    Cmd.run("ip", "netns", "del", netns);
   }
 
   // ------------------------------------------------------------------ hooks

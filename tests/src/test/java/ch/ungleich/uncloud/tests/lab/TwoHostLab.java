@@ -78,6 +78,7 @@ public final class TwoHostLab implements AutoCloseable {
     b = LibvirtHost.create(prefix + "-b", prefix + "-b", dir.resolve("b"), "b2b2b2b2-7563-4d62-8000-00000000000b", IP_B);
     netnsCreated.add(b.netns());
     String obs = prefix + "-obs";
+    LibvirtHost.removeStaleNetns(obs);
     Cmd.run("ip", "netns", "add", obs).check();
     netnsCreated.add(obs);
     Cmd.run("ip", "link", "add", prefix + "-ula", "netns", a.netns(), "type", "veth", "peer", "name", prefix + "-ulb",
