@@ -349,7 +349,7 @@ class CliLibvirtTest {
     Proc.Result p = cli("plan", "ucc-vm2");
     sample("plan", "uncloud-hook plan ucc-vm2", p);
     assertEquals(0, p.exit(), p.describe());
-    assertTrue(p.out().contains("ip saddr { 192.0.2.20 } accept comment \"own IPv4\""), p.out());
+    assertTrue(p.out().contains("ip saddr 192.0.2.20 accept comment \"own IPv4\""), p.out());
     JsonNode j = json(cli("plan", "ucc-vm2", "--json"));
     assertEquals(List.of("domain", "uuid", "backend", "running", "placeholder_taps", "nics", "warnings", "script", "filterrefs"), keys(j));
     assertTrue(j.get("running").asBoolean());
