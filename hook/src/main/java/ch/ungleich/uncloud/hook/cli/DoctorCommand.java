@@ -123,7 +123,10 @@ final class DoctorCommand implements Callable<Integer> {
 
     // libvirtd noticed the hook
     if (hook.file() != null) {
-      checks.add(Checks.libvirtdSawHook(files, daemon(host), lastLogLine(host, cfg.logFile())));
+      Checks.Daemon d = daemon(host);
+      checks.add(
+          Checks.libvirtdSawHook(
+              files, d, lastLogLine(host, cfg.logFile()), sighup(host, cfg.stateDir(), d.pid()), cfg.stateDir()));
     }
 
     // libvirt
@@ -280,6 +283,21 @@ final class DoctorCommand implements Callable<Integer> {
         pids.isEmpty() ? "no libvirtd or virtqemud process"
             : pids.size() + " libvirtd/virtqemud processes " + pids + " and no pid file at " + String.join(" or ", candidates),
         null);
+  }
+
+  /** When {@code pid} was last sent SIGHUP according to {@code state_dir/libvirtd-sighup}; null if never. */
+  static Long sighup(LinuxHost host, String stateDir, Long pid) {
+    String text = pid == null ? null : host.readFile(stateDir + "/" + Checks.SIGHUP_RECORD);
+    Long at = null;
+    if (text != null) {
+      for (String line : text.split("\n")) {
+        String[] f = line.strip().split("\\s+");
+        if (f.length == 2 && f[0].equals(Long.toString(pid)) && f[1].matches("[0-9]{1,12}")) {
+          at = Long.parseLong(f[1]) * 1000;
+        }
+      }
+    }
+    return at;
   }
 
   /** The time of the hook log's last line ({@code <ISO time> <level> <text>}); null when none. */

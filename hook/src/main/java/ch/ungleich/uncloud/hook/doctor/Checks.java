@@ -27,6 +27,12 @@ import java.util.function.Function;
  * facts (files, processes, libvirt, nft) and prints the result.
  */
 public final class Checks {
+  /**
+   * A file in {@code state_dir} where whoever sends libvirtd SIGHUP to make it notice the hook (the
+   * installer) records it: lines {@code <pid> <epoch seconds>}; the last line for libvirtd's PID counts.
+   */
+  public static final String SIGHUP_RECORD = "libvirtd-sighup";
+
   /** The hook's namespace, for the exact virsh commands in fixes. */
   private static final String NS = Firewall.NAMESPACE;
 
@@ -161,8 +167,10 @@ public final class Checks {
    * must be before libvirtd's start, or the hook must have logged a call since that start.
    *
    * @param lastCallMillis time of the last line in the hook's log file, null when none
+   * @param sighupMillis when this libvirtd was sent SIGHUP, as recorded in {@link #SIGHUP_RECORD}
+   *     (doctor cannot see a SIGHUP otherwise), null when none is recorded
    */
-  public static Check libvirtdSawHook(HookFiles f, Daemon d, Long lastCallMillis) {
+  public static Check libvirtdSawHook(HookFiles f, Daemon d, Long lastCallMillis, Long sighupMillis, String stateDir) {
     if (d.pid() == null) {
       return Check.warn(
           "libvirtd-hook", null, "cannot tell when libvirtd started: " + d.how(),
@@ -186,13 +194,18 @@ public final class Checks {
     if (since <= d.startMillis()) {
       return Check.pass("libvirtd-hook", null, who + " started " + start + ", after the hook was in place (" + time(since) + ")");
     }
+    if (sighupMillis != null && sighupMillis >= since) {
+      return Check.pass(
+          "libvirtd-hook", null,
+          who + " got SIGHUP at " + time(sighupMillis) + ", after the hook was in place (" + time(since) + ")");
+    }
     return Check.warn(
         "libvirtd-hook", null,
         who + " started " + start + ", BEFORE the hook file changed (" + time(since) + "); libvirtd looks for hooks"
             + " only at start and on SIGHUP, so it may never call it",
         "restart libvirtd (systemctl restart libvirtd; running VMs keep running and get their rules re-applied at"
-            + " 'reconnect'), or kill -HUP " + d.pid() + " (doctor cannot see a SIGHUP: this warning stays until the"
-            + " hook has logged a call)");
+            + " 'reconnect'), or kill -HUP " + d.pid() + " && echo \"" + d.pid() + " $(date +%s)\" >> " + stateDir + "/" + SIGHUP_RECORD
+            + " (doctor cannot see a SIGHUP itself)");
   }
 
   // ------------------------------------------------------------------ configuration, nft, libvirt

@@ -81,17 +81,20 @@ class ChecksTest {
   @Test
   void libvirtdStartedBeforeOrAfterTheHook() {
     Checks.HookFiles f = hooks(file("/etc/libvirt/hooks/qemu", true, 5_000, OURS));
-    assertEquals(Status.PASS, Checks.libvirtdSawHook(f, new Checks.Daemon(42L, "pid file", 6_000L), null).status());
-    Check before = Checks.libvirtdSawHook(f, new Checks.Daemon(42L, "pid file", 4_000L), null);
+    assertEquals(Status.PASS, Checks.libvirtdSawHook(f, new Checks.Daemon(42L, "pid file", 6_000L), null, null, "/run/uncloud-hook").status());
+    Check before = Checks.libvirtdSawHook(f, new Checks.Daemon(42L, "pid file", 4_000L), null, null, "/run/uncloud-hook");
     assertEquals(Status.WARN, before.status());
-    assertTrue(before.fix().contains("kill -HUP 42"), before.fix());
+    assertTrue(before.fix().contains("kill -HUP 42 && echo \"42 $(date +%s)\" >> /run/uncloud-hook/libvirtd-sighup"), before.fix());
+    // a SIGHUP recorded after the hook appeared: libvirtd looked again
+    assertEquals(Status.PASS, Checks.libvirtdSawHook(f, new Checks.Daemon(42L, "pid file", 4_000L), null, 5_500L, "/s").status());
+    assertEquals(Status.WARN, Checks.libvirtdSawHook(f, new Checks.Daemon(42L, "pid file", 4_000L), null, 4_500L, "/s").status());
     // the hook logged a call after libvirtd started: it is being called
-    assertEquals(Status.PASS, Checks.libvirtdSawHook(f, new Checks.Daemon(42L, "pid file", 4_000L), 4_500L).status());
+    assertEquals(Status.PASS, Checks.libvirtdSawHook(f, new Checks.Daemon(42L, "pid file", 4_000L), 4_500L, null, "/run/uncloud-hook").status());
     // an older executable hook (someone else's qemu) registered the hook dir at start
     Checks.HookFiles both =
         hooks(file("/etc/libvirt/hooks/qemu", true, 1_000, "#!/bin/sh\n"), file("/etc/libvirt/hooks/qemu.d/uncloud-hook", true, 5_000, OURS));
-    assertEquals(Status.PASS, Checks.libvirtdSawHook(both, new Checks.Daemon(42L, "pid file", 4_000L), null).status());
-    assertEquals(Status.WARN, Checks.libvirtdSawHook(f, new Checks.Daemon(null, "no libvirtd process", null), null).status());
+    assertEquals(Status.PASS, Checks.libvirtdSawHook(both, new Checks.Daemon(42L, "pid file", 4_000L), null, null, "/run/uncloud-hook").status());
+    assertEquals(Status.WARN, Checks.libvirtdSawHook(f, new Checks.Daemon(null, "no libvirtd process", null), null, null, "/s").status());
   }
 
   static final String DOM =
