@@ -263,7 +263,7 @@ class CliLibvirtTest {
       lines(r, id).forEach(l -> assertStatus("PASS", l));
     }
     // doctor found the config through the launcher
-    assertTrue(line(r, "config", "valid").contains(lab.configFile().toString()), r.out());
+    assertTrue(line(r, "config", "(set by the launcher) valid").contains(lab.configFile().toString()), r.out());
 
     // the macvtap NIC marked trusted (the fix doctor proposes): then every check passes
     String trusted = fix(line(r, "nic-type", MAC4)).replaceFirst("^.*(uncloud-hook metadata set .*)$", "$1");
@@ -482,7 +482,8 @@ class CliLibvirtTest {
 
     Path away = lab.dir().resolve("qemu.away");
     Files.move(hook, away);
-    Proc.Result m = doctor();
+    // without a launcher doctor cannot learn the config path from it: name the lab's
+    Proc.Result m = doctor("--config-file", lab.configFile().toString());
     sample("doctor-hook-missing", "uncloud-hook doctor", m);
     String missing = line(m, "hook", "no hook");
     assertStatus("FAIL", missing);

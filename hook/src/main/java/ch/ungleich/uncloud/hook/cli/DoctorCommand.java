@@ -107,6 +107,9 @@ final class DoctorCommand implements Callable<Integer> {
     // the configuration the hook reads: --config-file, else what the launcher sets, else the default
     String configPath = common.configGiven() || launcher == null || launcher.config() == null
         ? common.configPath() : launcher.config();
+    String source = common.configGiven() ? "--config-file"
+        : launcher != null && launcher.config() != null ? "set by the launcher"
+        : System.getenv(Config.ENV) != null ? "$" + Config.ENV : "default path";
     Config cfg;
     String cfgError = null;
     try {
@@ -115,7 +118,7 @@ final class DoctorCommand implements Callable<Integer> {
       cfgError = e.getMessage();
       cfg = Config.defaults();
     }
-    checks.add(Checks.config(configPath, host.file(configPath).exists(), cfg, cfgError));
+    checks.add(Checks.config(configPath, source, host.file(configPath).exists(), cfg, cfgError));
     if (stateDir != null) {
       cfg = new Config(cfg.backend(), cfg.unlisted(), cfg.linkLocalAny(), cfg.dhcpClient(), stateDir, cfg.logFile(),
           cfg.lockTimeoutSeconds(), cfg.nft());

@@ -210,14 +210,17 @@ public final class Checks {
 
   // ------------------------------------------------------------------ configuration, nft, libvirt
 
-  /** @param error the parse error, null when it parsed */
-  public static Check config(String path, boolean exists, Config c, String error) {
+  /**
+   * @param source where the path came from: {@code --config-file}, {@code the launcher}, ...
+   * @param error the parse error, null when it parsed
+   */
+  public static Check config(String path, String source, boolean exists, Config c, String error) {
     if (error != null) {
-      return Check.fail("config", path, error, "correct that line (settings and values: README, 'Configuration')");
+      return Check.fail("config", path, "(" + source + ") " + error, "correct that line (settings and values: README, 'Configuration')");
     }
     String values = "backend=" + c.backend() + " unlisted=" + c.unlisted() + " link_local=" + (c.linkLocalAny() ? "any" : "eui64")
         + " dhcp_client=" + (c.dhcpClient() ? "yes" : "no") + " state_dir=" + c.stateDir() + " lock_timeout=" + c.lockTimeoutSeconds();
-    return Check.pass("config", path, (exists ? "valid: " : "absent, defaults apply: ") + values);
+    return Check.pass("config", path, "(" + source + ") " + (exists ? "valid: " : "absent, defaults apply: ") + values);
   }
 
   /** @param versionOutput {@code nft --version}'s output, null when it could not run */
