@@ -182,6 +182,32 @@ class ChecksTest {
   }
 
   @Test
+  void nwfilterTemplatesAndFilterrefs() {
+    List<ch.ungleich.uncloud.hook.nwfilter.Templates.Template> ours = ch.ungleich.uncloud.hook.nwfilter.Templates.all();
+    Map<String, String> defined = new java.util.HashMap<>();
+    ours.forEach(t -> defined.put(t.name(), t.withUuid("11111111-2222-4333-8444-555555555555")));
+    List<Check> ok = Checks.nwfilterTemplates(ours, defined);
+    assertEquals(List.of(Status.PASS), ok.stream().map(Check::status).toList());
+    defined.put(ours.get(0).name(), null);
+    defined.put(ours.get(1).name(), ours.get(1).xml().replaceFirst("priority='-?[0-9]+'", "priority='1'"));
+    List<Check> bad = Checks.nwfilterTemplates(ours, defined);
+    assertEquals(2, bad.size(), bad.toString());
+    assertTrue(bad.get(0).found().startsWith("not defined"), bad.get(0).found());
+    assertTrue(bad.get(1).found().startsWith("defined, but differs"), bad.get(1).found());
+    assertEquals("uncloud-hook nwfilter install", bad.get(0).fix());
+
+    // a running NIC without its filterref: FAIL with the sync command; the persistent definition too: WARN
+    DomainView d = view("nw", 7, "bridge", meta("52:54:00:00:00:07", "192.0.2.7"), meta("52:54:00:00:00:07", "192.0.2.7"));
+    List<Check> drift = Checks.nwfilterDrift(List.of(d), Config.defaults());
+    assertEquals(List.of("FAIL drift nw", "WARN drift nw (persistent)"),
+        drift.stream().map(x -> x.status() + " " + x.id() + " " + x.subject()).toList());
+    assertEquals("uncloud-hook sync nw", drift.get(0).fix());
+    assertTrue(drift.get(0).found().contains("has no filterref, needs uncloud-clean-traffic"), drift.get(0).found());
+    assertEquals(Status.WARN, Checks.nftLeftover(true, 3).status());
+    assertEquals(Status.PASS, Checks.nftLeftover(false, 0).status());
+  }
+
+  @Test
   void sysctlAndExitCodes() {
     List<Check> s = Checks.bridgeNfCall("1", null);
     assertEquals(Status.WARN, s.get(0).status());
