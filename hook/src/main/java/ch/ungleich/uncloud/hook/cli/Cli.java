@@ -22,6 +22,7 @@ import picocli.CommandLine.Command;
       MetadataCommand.class,
       NwfilterCommand.class,
       SyncCommand.class,
+      DemoCommand.class,
       CommandLine.HelpCommand.class
     })
 public final class Cli {
