@@ -39,6 +39,15 @@ class LauncherTest {
   }
 
   @Test
+  void theLauncherInstallShips() throws java.io.IOException {
+    Launcher l = Launcher.parse(java.nio.file.Files.readString(java.nio.file.Path.of("../install/files/libvirt-hook")));
+    assertTrue(l.ours());
+    assertTrue(l.passesArgs());
+    assertEquals("/usr/lib/uncloud-hook/java", l.java());
+    assertEquals("/usr/lib/uncloud-hook/uncloud-hook.jar", l.jar());
+  }
+
+  @Test
   void quotedPathsAndConfig() {
     Launcher l =
         Launcher.parse(
