@@ -1,5 +1,6 @@
 package ch.ungleich.uncloud.hook.doctor;
 
+import ch.ungleich.uncloud.hook.ExitCodes;
 import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.config.Config;
 import ch.ungleich.uncloud.hook.host.DomainView;
@@ -584,11 +585,11 @@ public final class Checks {
     boolean warn = false;
     for (Check c : checks) {
       if (c.status() == Check.Status.FAIL) {
-        return 2;
+        return ExitCodes.DOCTOR_FAILURES;
       }
       warn |= c.status() == Check.Status.WARN;
     }
-    return warn ? 1 : 0;
+    return warn ? ExitCodes.DOCTOR_WARNINGS : ExitCodes.OK;
   }
 
   /** Seconds-precision UTC time, e.g. {@code 2026-11-23T18:37:53Z}. */
