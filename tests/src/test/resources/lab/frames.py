@@ -163,7 +163,7 @@ def build(expr, variables):
 def send_from(netns, iface, frames):
     home = os.open("/proc/self/ns/net", os.O_RDONLY)
     try:
-        if "/" in netns or not netns.startswith("ucf"):
+        if "/" in netns or not netns.startswith(os.environ.get("UNCLOUD_LAB_PREFIX", "ucf")):
             raise ValueError("not a lab namespace: %r" % netns)
         setns("/run/netns/" + netns)
         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)

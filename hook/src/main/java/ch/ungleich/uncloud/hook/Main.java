@@ -5,6 +5,7 @@ import ch.ungleich.uncloud.hook.hook.HookMain;
 import java.io.FileDescriptor;
 import java.io.FileOutputStream;
 import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
 
 /**
@@ -17,10 +18,11 @@ public final class Main {
   public static void main(String[] args) {
     if (args.length > 0 && args[0].equals("hook") && !(args.length > 1 && args[1].startsWith("-"))) {
       // libvirt owns the hook's stdout (domain XML for migrate/restore): nothing else may reach it,
-      // so System.out points at stderr for the whole call.
+      // so System.out points at stderr for the whole call and only HookMain gets the real stdout.
       PrintStream err = new PrintStream(new FileOutputStream(FileDescriptor.err), true);
+      PrintStream out = new PrintStream(new FileOutputStream(FileDescriptor.out), false, StandardCharsets.UTF_8);
       System.setOut(err);
-      System.exit(HookMain.main(Arrays.copyOfRange(args, 1, args.length), System.in, err));
+      System.exit(HookMain.main(Arrays.copyOfRange(args, 1, args.length), System.in, out, err));
     }
     System.exit(Cli.run(args, System.out, System.err));
   }

@@ -9,6 +9,8 @@ import ch.ungleich.uncloud.hook.model.DomainPolicy;
 import ch.ungleich.uncloud.hook.nft.NftBackend;
 import ch.ungleich.uncloud.hook.nft.NftRunner;
 import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
+import ch.ungleich.uncloud.hook.nwfilter.FilterrefRewriter;
+import ch.ungleich.uncloud.hook.nwfilter.NwfilterBackend;
 import ch.ungleich.uncloud.hook.state.Plan;
 import ch.ungleich.uncloud.hook.state.StateStore;
 import ch.ungleich.uncloud.libvirtxml.DomainReader;
@@ -16,8 +18,11 @@ import ch.ungleich.uncloud.libvirtxml.XmlException;
 import ch.ungleich.uncloud.libvirtxml.domain.Domain;
 import java.io.IOException;
 import java.io.InputStream;
+import java.io.OutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import java.util.function.Function;
 import java.util.regex.Matcher;
@@ -30,7 +35,15 @@ import java.util.regex.Pattern;
  * {@code start}, {@code migrate} or {@code restore} aborts the operation (fail closed: a VM never
  * starts unprotected); non-zero on {@code reconnect} kills a running VM, so there failures are logged
  * and the exit is 0. For {@code migrate} and {@code restore} libvirt reads stdout as the domain XML
- * ("empty output is identical to copying the input XML"), so nothing is ever printed to stdout here.
+ * ("empty output is identical to copying the input XML"): stdout stays empty unless the
+ * {@code <filterref>}s must change, and then it is the incoming XML with only those changed.
+ *
+ * <p>{@code backend = nwfilter}: libvirt instantiates our filters from the NICs' filterrefs, so the hook
+ * writes no nft rules at all. {@code prepare} refuses a domain whose filterrefs disagree with its
+ * metadata; {@code migrate} and {@code restore} print the XML with the filterrefs the metadata asks for,
+ * so the destination filters exactly that before the VM runs there. With {@code backend = nft}, a
+ * domain XML that carries filterrefs of ours gets them removed at {@code migrate}/{@code restore}
+ * (the nft rules replace them); any other XML is never touched.
  *
  * <p>This class deliberately avoids picocli, JAXB and reflection: it runs three to four times per VM
  * start and its cost is JVM start plus one {@code nft -f}.
@@ -38,20 +51,28 @@ import java.util.regex.Pattern;
 public final class HookMain {
   private static final Pattern UUID_ELEMENT = Pattern.compile("<uuid>\\s*([0-9a-fA-F-]+)\\s*</uuid>");
   private final Map<String, String> env;
+  private final PrintStream out;
   private final PrintStream err;
   private final Function<Config, NftRunner> runners;
   private final Log log;
 
+  /** For calls whose stdout nobody reads (tests of the other operations): stdout is discarded. */
   public HookMain(Map<String, String> env, PrintStream err, Function<Config, NftRunner> runners) {
+    this(env, new PrintStream(OutputStream.nullOutputStream()), err, runners);
+  }
+
+  /** {@code out} is libvirt's: only ever the domain XML of {@code migrate}/{@code restore}. */
+  public HookMain(Map<String, String> env, PrintStream out, PrintStream err, Function<Config, NftRunner> runners) {
     this.env = env;
+    this.out = out;
     this.err = err;
     this.runners = runners;
     this.log = new Log(err);
   }
 
   /** The real thing: the process environment and the nft binary from the configuration. */
-  public static int main(String[] args, InputStream in, PrintStream err) {
-    return new HookMain(System.getenv(), err, c -> new ProcessNftRunner(c.nft())).run(args, in);
+  public static int main(String[] args, InputStream in, PrintStream out, PrintStream err) {
+    return new HookMain(System.getenv(), out, err, c -> new ProcessNftRunner(c.nft())).run(args, in);
   }
 
   /** Runs one hook call; args are libvirt's (without our leading {@code hook}). */
@@ -76,18 +97,33 @@ public final class HookMain {
       return fail(event, domain, e);
     }
     try {
+      boolean nwfilter = config.backend().equals("nwfilter");
       switch (event) {
-        case "prepare begin", "migrate begin", "restore begin" -> policy(xml, config);
-        case "start begin" -> apply(policy(xml, config), config, event);
-        case "reconnect begin" -> {
-          try {
-            apply(policy(xml, config), config, event);
-          } catch (UncloudException e) {
-            log.error(domain + " " + event + ": " + e.getMessage() + " (the VM keeps running; run"
-                + " 'uncloud-hook reconcile' once fixed)");
+        case "prepare begin" -> prepare(xml, config, nwfilter);
+        case "migrate begin", "restore begin" -> rewrite(xml, config, nwfilter, event);
+        case "start begin" -> {
+          DomainPolicy p = policy(xml, config);
+          if (!nwfilter) {
+            apply(p, config, event);
           }
         }
-        case "stopped end", "release end" -> remove(xml, domain, config, event, extra);
+        case "reconnect begin" -> {
+          try {
+            if (nwfilter) {
+              check(xml, config);
+            } else {
+              apply(policy(xml, config), config, event);
+            }
+          } catch (UncloudException e) {
+            log.error(domain + " " + event + ": " + e.getMessage() + " (the VM keeps running; run"
+                + (nwfilter ? " 'uncloud-hook sync " + domain + "'" : " 'uncloud-hook reconcile'") + " once fixed)");
+          }
+        }
+        case "stopped end", "release end" -> {
+          if (!nwfilter) {
+            remove(xml, domain, config, event, extra);
+          }
+        }
         default -> {
           // started, migrate/restore end and the rest need nothing from us
         }
@@ -113,20 +149,71 @@ public final class HookMain {
   }
 
   private DomainPolicy policy(String xml, Config config) {
-    Domain d;
-    try {
-      d = DomainReader.read(xml);
-    } catch (XmlException e) {
-      throw UncloudException.invalid(e.getMessage());
-    }
-    if (config.backend().equals("nwfilter")) {
-      throw UncloudException.invalid("backend = nwfilter is not supported by this build; set backend = nft");
-    }
+    return policy(read(xml), config);
+  }
+
+  private DomainPolicy policy(Domain d, Config config) {
     DomainPolicy p = PolicyBuilder.build(d, config);
     for (String w : p.warnings()) {
       log.warn(w);
     }
     return p;
+  }
+
+  private static Domain read(String xml) {
+    try {
+      return DomainReader.read(xml);
+    } catch (XmlException e) {
+      throw UncloudException.invalid(e.getMessage());
+    }
+  }
+
+  /** nft: validate. nwfilter: also refuse filterrefs that disagree with the metadata. */
+  private void prepare(String xml, Config config, boolean nwfilter) {
+    Domain d = read(xml);
+    DomainPolicy p = policy(d, config);
+    List<NwfilterBackend.NicChange> plan = NwfilterBackend.plan(p, d, nwfilter);
+    if (NwfilterBackend.inSync(plan)) {
+      return;
+    }
+    if (nwfilter) {
+      throw UncloudException.invalid(NwfilterBackend.mismatch(p, plan));
+    }
+    log.warn(p.name() + ": carries uncloud-* filterrefs, which backend = nft does not use; 'uncloud-hook sync "
+        + p.name() + "' removes them");
+  }
+
+  /** reconnect with nwfilter: nothing to apply (libvirt re-instantiates the filters); say if they disagree. */
+  private void check(String xml, Config config) {
+    Domain d = read(xml);
+    DomainPolicy p = policy(d, config);
+    List<NwfilterBackend.NicChange> plan = NwfilterBackend.plan(p, d, true);
+    if (!NwfilterBackend.inSync(plan)) {
+      throw UncloudException.invalid(NwfilterBackend.mismatch(p, plan));
+    }
+  }
+
+  /**
+   * migrate/restore begin: prints the XML with the filterrefs the backend wants, or nothing when they
+   * are right already (libvirt then keeps its own copy).
+   */
+  private void rewrite(String xml, Config config, boolean nwfilter, String event) {
+    Domain d = read(xml);
+    DomainPolicy p = policy(d, config);
+    List<NwfilterBackend.NicChange> plan = NwfilterBackend.plan(p, d, nwfilter);
+    if (NwfilterBackend.inSync(plan)) {
+      return;
+    }
+    List<FilterrefRewriter.Edit> edits = new ArrayList<>();
+    for (NwfilterBackend.NicChange c : plan) {
+      if (c.kind() != NwfilterBackend.Kind.KEEP) {
+        edits.add(new FilterrefRewriter.Edit(c.index(), c.wanted()));
+      }
+    }
+    FilterrefRewriter.Result r = FilterrefRewriter.rewrite(xml, edits);
+    out.print(r.xml());
+    out.flush();
+    log.info(p.name() + " " + event + ": rewrote filterrefs: " + NwfilterBackend.differences(plan));
   }
 
   private void apply(DomainPolicy p, Config config, String event) {

@@ -144,10 +144,33 @@ class HookMainTest {
     assertEquals(ExitCodes.OK, hook(xml(GOOD, true), "web01", "reconnect", "begin", "-"));
   }
 
+  /** backend = nwfilter: no nft ever; prepare refuses stale filterrefs; migrate/restore print the fix. */
   @Test
-  void nwfilterBackendIsRefusedUntilSupported() throws IOException {
+  void nwfilterBackendChecksAndRewritesFilterrefsAndNeverRunsNft() throws IOException {
     Files.writeString(conf, "backend = nwfilter\nstate_dir = " + tmp.resolve("state") + "\nlog_file =\n");
-    assertEquals(ExitCodes.INVALID, hook(xml(GOOD, true), "web01", "start", "begin", "-"));
+    for (String[] op : List.of(new String[] {"start", "begin"}, new String[] {"started", "begin"},
+        new String[] {"reconnect", "begin"}, new String[] {"stopped", "end"}, new String[] {"release", "end"})) {
+      assertEquals(ExitCodes.OK, hook(xml(GOOD, true), "web01", op[0], op[1], "-"), op[0]);
+    }
+    assertTrue(nft.scripts.isEmpty());
+    assertEquals(ExitCodes.INVALID, hook(xml(GOOD, false), "web01", "prepare", "begin", "-"));
+    assertEquals("uncloud-hook: web01: filterrefs disagree with the metadata: net0 52:54:00:aa:bb:01: has no"
+        + " filterref, needs uncloud-clean-traffic; run 'uncloud-hook sync web01'\n", stderr());
+    ByteArrayOutputStream out = new ByteArrayOutputStream();
+    err = new ByteArrayOutputStream();
+    HookMain h = new HookMain(Map.of("UNCLOUD_HOOK_CONFIG", conf.toString()),
+        new PrintStream(out, true, StandardCharsets.UTF_8), new PrintStream(err, true, StandardCharsets.UTF_8),
+        c -> nft);
+    assertEquals(ExitCodes.OK, h.run(new String[] {"web01", "restore", "begin", "-"},
+        new ByteArrayInputStream(xml(GOOD, false).getBytes(StandardCharsets.UTF_8))));
+    String rewritten = out.toString(StandardCharsets.UTF_8);
+    assertTrue(rewritten.contains("<filterref filter='uncloud-clean-traffic'>"), rewritten);
+    assertEquals(ExitCodes.OK, hook(rewritten, "web01", "prepare", "begin", "-"), stderr());
+    // someone else's filterref on a NIC we must filter: refused, at prepare and at migrate
+    String foreign = xml(GOOD, false).replace("<alias", "<filterref filter='clean-traffic'/><alias");
+    assertEquals(ExitCodes.INVALID, hook(foreign, "web01", "prepare", "begin", "-"));
+    assertEquals(ExitCodes.INVALID, hook(foreign, "web01", "migrate", "begin", "-"));
+    assertTrue(stderr().contains("which uncloud-hook does not manage"), stderr());
     assertTrue(nft.scripts.isEmpty());
   }
 

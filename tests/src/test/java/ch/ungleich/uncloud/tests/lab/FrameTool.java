@@ -55,7 +55,9 @@ public final class FrameTool implements AutoCloseable {
   public static FrameTool start() {
     Process p;
     try {
-      p = new ProcessBuilder(PYTHON, script().toString(), "serve").start();
+      ProcessBuilder pb = new ProcessBuilder(PYTHON, script().toString(), "serve");
+      pb.environment().put("UNCLOUD_LAB_PREFIX", NetnsLab.PREFIX);
+      p = pb.start();
     } catch (IOException e) {
       throw new UncheckedIOException("cannot start " + PYTHON + " frames.py serve", e);
     }

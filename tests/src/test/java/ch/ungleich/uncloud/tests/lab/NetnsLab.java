@@ -31,7 +31,8 @@ import java.util.stream.Stream;
  * of runs whose JVM is gone (killed mid-test).
  */
 public final class NetnsLab implements AutoCloseable {
-  public static final String PREFIX = "ucf";
+  /** {@code -Duncloud.lab.prefix=…} gives a helper's runs its own namespace prefix. */
+  public static final String PREFIX = System.getProperty("uncloud.lab.prefix", "ucf");
   public static final String OBSERVER_MAC = "52:54:00:00:00:fe";
   public static final String INJECTOR_MAC = "52:54:00:00:00:fd";
   public static final String BRIDGE = "br0";

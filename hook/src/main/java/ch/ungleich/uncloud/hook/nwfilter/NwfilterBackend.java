@@ -1,0 +1,243 @@
+package ch.ungleich.uncloud.hook.nwfilter;
+
+import ch.ungleich.uncloud.hook.UncloudException;
+import ch.ungleich.uncloud.hook.model.AddressSet;
+import ch.ungleich.uncloud.hook.model.DomainPolicy;
+import ch.ungleich.uncloud.hook.model.IpPrefix;
+import ch.ungleich.uncloud.hook.model.Mode;
+import ch.ungleich.uncloud.hook.model.NicPolicy;
+import ch.ungleich.uncloud.libvirtxml.domain.Domain;
+import ch.ungleich.uncloud.libvirtxml.domain.Interface;
+import java.math.BigInteger;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The nwfilter backend, pure: which {@code <filterref>} each NIC must carry for its policy, and what
+ * has to change in a domain XML to get there. libvirt itself instantiates the filters (the hook never
+ * calls libvirt); {@code uncloud-hook sync} writes the filterrefs, the hook's {@code migrate}/{@code
+ * restore} rewrite them and its {@code prepare} refuses a domain whose filterrefs disagree.
+ *
+ * <p>Parameters of our filters (see {@code nwfilter-templates/}): {@code MAC}; {@code IPV4} with
+ * {@code IPV4_PREFIX} and {@code IPV6} with {@code IPV6_PREFIX}, paired lists ({@code IPV4[i]/
+ * IPV4_PREFIX[i]}, nwfilter's {@code $IPV4[@1]}/{@code $IPV4_PREFIX[@1]}). A value may not contain
+ * {@code /} (libvirt's variable value syntax), hence the separate prefix lists. The metadata's merged
+ * ranges are cut into the fewest CIDR prefixes. nwfilter has no empty list, so a NIC without IPv4
+ * gets {@link #NO_IPV4}, which the filter makes inert (it drops every 0.0.0.0 source it has not
+ * accepted as a DHCP discover before).
+ */
+public final class NwfilterBackend {
+  /** Filtered NIC, host setting {@code dhcp_client = yes}. */
+  public static final String CLEAN_TRAFFIC = "uncloud-clean-traffic";
+  /** Filtered NIC without the DHCPv4 discover exception. */
+  public static final String CLEAN_TRAFFIC_NO_DHCP = "uncloud-clean-traffic-no-dhcp";
+  /** NIC without metadata on a host with {@code unlisted = mac-only}. */
+  public static final String MAC_ONLY = "uncloud-mac-only";
+  /** The placeholder address of a NIC without IPv4: 0.0.0.0/32. */
+  public static final String NO_IPV4 = "0.0.0.0";
+
+  private NwfilterBackend() {}
+
+  /** The filterref a NIC must carry; null when it must carry none of ours (not filtered, or not on a bridge). */
+  public static FilterRef expected(NicPolicy nic) {
+    if (!nic.filterable() || nic.mode() == Mode.OPEN) {
+      return null;
+    }
+    List<FilterRef.Param> p = new ArrayList<>();
+    p.add(new FilterRef.Param("MAC", nic.mac().text()));
+    if (nic.mode() == Mode.MAC_ONLY) {
+      return new FilterRef(MAC_ONLY, p);
+    }
+    List<IpPrefix> v4 = cidrs(nic.ipv4());
+    if (v4.isEmpty()) {
+      p.add(new FilterRef.Param("IPV4", NO_IPV4));
+      p.add(new FilterRef.Param("IPV4_PREFIX", "32"));
+    }
+    for (IpPrefix x : v4) {
+      p.add(new FilterRef.Param("IPV4", x.address()));
+      p.add(new FilterRef.Param("IPV4_PREFIX", Integer.toString(x.length())));
+    }
+    List<IpPrefix> v6 = cidrs(nic.ipv6());
+    if (v6.isEmpty()) {
+      // PolicyBuilder always adds a link-local address or fe80::/10; an empty set is a bug
+      throw new IllegalStateException(nic.name() + ": no IPv6 source at all, not even link-local");
+    }
+    for (IpPrefix x : v6) {
+      p.add(new FilterRef.Param("IPV6", x.address()));
+      p.add(new FilterRef.Param("IPV6_PREFIX", Integer.toString(x.length())));
+    }
+    return new FilterRef(nic.dhcpClient() ? CLEAN_TRAFFIC : CLEAN_TRAFFIC_NO_DHCP, p);
+  }
+
+  /** What happens to one NIC's filterref. */
+  public enum Kind {
+    /** Right as it is (also: a filterref that is not ours on a NIC we do not filter). */
+    KEEP,
+    /** Add ours, or replace ours with {@code wanted}. */
+    SET,
+    /** Remove ours: the NIC is not filtered (or the host runs the nft backend). */
+    REMOVE
+  }
+
+  /**
+   * One NIC: its index among the domain's {@code <interface>} elements, its policy, the filterref it
+   * has (null for none) and the one it must have (null for none of ours).
+   */
+  public record NicChange(int index, NicPolicy nic, FilterRef observed, FilterRef wanted, Kind kind) {}
+
+  /**
+   * Compares a domain's filterrefs with its policy, NIC by NIC, in document order.
+   *
+   * @param nwfilter true for {@code backend = nwfilter}; with the nft backend every filterref of ours is
+   *     removed and everything else kept
+   * @throws UncloudException when a NIC we must filter carries a filterref that is not ours: a NIC has
+   *     one filterref, and replacing an operator's filter silently is not ours to decide
+   */
+  public static List<NicChange> plan(DomainPolicy p, Domain d, boolean nwfilter) {
+    List<Interface> ifs = d.devices == null ? List.of() : d.devices.interfaces;
+    if (ifs.size() != p.nics().size()) {
+      throw new IllegalStateException("policy has " + p.nics().size() + " NICs, domain " + ifs.size());
+    }
+    List<NicChange> out = new ArrayList<>();
+    for (int i = 0; i < ifs.size(); i++) {
+      NicPolicy nic = p.nics().get(i);
+      FilterRef observed = observed(ifs.get(i));
+      FilterRef wanted = nwfilter ? expected(nic) : null;
+      Kind kind;
+      if (wanted == null) {
+        kind = observed != null && observed.ours() ? Kind.REMOVE : Kind.KEEP;
+      } else if (observed != null && !observed.ours()) {
+        throw UncloudException.invalid(
+            p.name() + " " + nic.name() + " " + nic.mac() + ": has <filterref filter='" + observed.filter()
+                + "'>, which uncloud-hook does not manage; remove it (" + wanted.filter()
+                + " replaces it) or mark the interface trusted=\"true\"");
+      } else {
+        kind = wanted.equals(observed) ? Kind.KEEP : Kind.SET;
+      }
+      out.add(new NicChange(i, nic, observed, wanted, kind));
+    }
+    return out;
+  }
+
+  /** True when nothing has to change. */
+  public static boolean inSync(List<NicChange> plan) {
+    return plan.stream().allMatch(c -> c.kind() == Kind.KEEP);
+  }
+
+  /**
+   * One line for {@code prepare}: every NIC whose filterref disagrees with the metadata, what differs,
+   * and the command that fixes it.
+   */
+  public static String mismatch(DomainPolicy p, List<NicChange> plan) {
+    return p.name() + ": filterrefs disagree with the metadata: " + differences(plan) + "; run 'uncloud-hook sync "
+        + p.name() + "'";
+  }
+
+  /** {@code net0 52:54:00:aa:bb:01: <difference>; …} for every NIC that has to change. */
+  public static String differences(List<NicChange> plan) {
+    List<String> parts = new ArrayList<>();
+    for (NicChange c : plan) {
+      if (c.kind() != Kind.KEEP) {
+        parts.add(c.nic().name() + " " + c.nic().mac() + ": " + difference(c));
+      }
+    }
+    return String.join("; ", parts);
+  }
+
+  /** What differs for one NIC, in words. */
+  public static String difference(NicChange c) {
+    FilterRef o = c.observed();
+    FilterRef w = c.wanted();
+    if (c.kind() == Kind.REMOVE) {
+      return "has " + o.filter() + " but is not filtered (" + c.nic().reason()
+          + (w == null && c.nic().mode() != Mode.OPEN && c.nic().filterable() ? ", backend = nft" : "") + ")";
+    }
+    if (o == null) {
+      return "has no filterref, needs " + w.filter();
+    }
+    if (!o.filter().equals(w.filter())) {
+      return "has " + o.filter() + ", needs " + w.filter();
+    }
+    List<String> d = new ArrayList<>();
+    if (!o.values("MAC").equals(w.values("MAC"))) {
+      d.add("MAC " + o.values("MAC") + " should be " + w.values("MAC"));
+    }
+    for (String fam : List.of("IPV4", "IPV6")) {
+      List<String> have = pairs(o, fam);
+      List<String> want = pairs(w, fam);
+      if (!have.equals(want)) {
+        d.add((fam.equals("IPV4") ? "IPv4 " : "IPv6 ") + have + " should be " + want);
+      }
+    }
+    if (d.isEmpty()) {
+      d.add("parameters " + describeParams(o) + " should be " + describeParams(w));
+    }
+    return String.join(", ", d);
+  }
+
+  /** {@code MAC=…, IPV4=192.0.2.10/32, …}: the parameters with the paired lists joined. */
+  static String describeParams(FilterRef f) {
+    List<String> out = new ArrayList<>();
+    for (String mac : f.values("MAC")) {
+      out.add("MAC=" + mac);
+    }
+    for (String fam : List.of("IPV4", "IPV6")) {
+      for (String a : pairs(f, fam)) {
+        out.add(fam + "=" + a);
+      }
+    }
+    for (FilterRef.Param x : f.params()) {
+      if (!x.name().matches("MAC|IPV4|IPV4_PREFIX|IPV6|IPV6_PREFIX")) {
+        out.add(x.name() + "=" + x.value());
+      }
+    }
+    return String.join(", ", out);
+  }
+
+  /** {@code IPV4[i]/IPV4_PREFIX[i]} for every i; the placeholder 0.0.0.0/32 shows as nothing. */
+  private static List<String> pairs(FilterRef f, String family) {
+    List<String> a = f.values(family);
+    List<String> l = f.values(family + "_PREFIX");
+    List<String> out = new ArrayList<>();
+    for (int i = 0; i < Math.max(a.size(), l.size()); i++) {
+      String addr = i < a.size() ? a.get(i) : "?";
+      String len = i < l.size() ? l.get(i) : "?";
+      if (!(family.equals("IPV4") && addr.equals(NO_IPV4) && len.equals("32"))) {
+        out.add(addr + "/" + len);
+      }
+    }
+    return out;
+  }
+
+  /** The filterref a domain XML's NIC has, or null. */
+  static FilterRef observed(Interface n) {
+    if (n.filterref == null) {
+      return null;
+    }
+    List<FilterRef.Param> ps = new ArrayList<>();
+    for (Interface.Parameter x : n.filterref.parameters) {
+      ps.add(new FilterRef.Param(x.name == null ? "" : x.name, x.value == null ? "" : x.value));
+    }
+    return new FilterRef(n.filterref.filter == null ? "" : n.filterref.filter, ps);
+  }
+
+  /** The fewest CIDR prefixes that cover exactly the set's ranges, in address order. */
+  public static List<IpPrefix> cidrs(AddressSet set) {
+    int bits = set.v6() ? 128 : 32;
+    List<IpPrefix> out = new ArrayList<>();
+    for (AddressSet.Range r : set.ranges()) {
+      BigInteger first = r.first();
+      while (first.compareTo(r.last()) <= 0) {
+        // the largest aligned block starting at first that does not pass last
+        int size = first.signum() == 0 ? bits : first.getLowestSetBit();
+        BigInteger remaining = r.last().subtract(first).add(BigInteger.ONE);
+        while (BigInteger.ONE.shiftLeft(size).compareTo(remaining) > 0) {
+          size--;
+        }
+        out.add(new IpPrefix(set.v6(), first, bits - size));
+        first = first.add(BigInteger.ONE.shiftLeft(size));
+      }
+    }
+    return out;
+  }
+}

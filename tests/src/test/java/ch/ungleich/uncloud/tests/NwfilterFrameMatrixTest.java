@@ -1,0 +1,211 @@
+package ch.ungleich.uncloud.tests;
+
+import static ch.ungleich.uncloud.tests.lab.Verdict.DELIVERED;
+import static ch.ungleich.uncloud.tests.lab.Verdict.DROPPED;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ch.ungleich.uncloud.hook.nwfilter.FilterrefRewriter;
+import ch.ungleich.uncloud.tests.lab.DomainXml;
+import ch.ungleich.uncloud.tests.lab.FrameBatch;
+import ch.ungleich.uncloud.tests.lab.FrameTool;
+import ch.ungleich.uncloud.tests.lab.Guest;
+import ch.ungleich.uncloud.tests.lab.NetnsLab;
+import ch.ungleich.uncloud.tests.lab.PrivateLibvirtd;
+import ch.ungleich.uncloud.tests.lab.Proc;
+import ch.ungleich.uncloud.tests.lab.Verdict;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.DynamicTest;
+import org.junit.jupiter.api.TestFactory;
+
+/**
+ * The nwfilter backend judged by the same frames as the nft backend: a private libvirtd in the lab's
+ * hypervisor namespace, our filters defined by {@code uncloud-hook nwfilter install}, each NIC's
+ * {@code <filterref>} exactly as the hook's {@code migrate begin} writes it, bound by libvirt to the
+ * lab's veth port with {@code virsh nwfilter-binding-create} (issued by the test, never the hook).
+ *
+ * <p>The expected verdict of every frame is the nft backend's ({@link FrameMatrix}), except the
+ * frames in {@link #LIMITATIONS}: what nwfilter cannot express. Those are asserted too, so the list in
+ * the README stays exact: if libvirt learns to drop one of them, this test fails until it is removed.
+ */
+class NwfilterFrameMatrixTest {
+  /** Frames nft drops and nwfilter delivers, with the reason (the README's limitations list). */
+  static final Map<String, String> LIMITATIONS = new LinkedHashMap<>();
+
+  static {
+    String na = "nwfilter cannot match the ICMPv6 neighbor advertisement target: an NA from the VM's own"
+        + " source address may claim any address";
+    LIMITATIONS.put("ndp-na-forged-target", na);
+    LIMITATIONS.put("ndp-na-forged-target-behind-hop-by-hop", na);
+    LIMITATIONS.put("ndp-na-forged-target-behind-destopt", na);
+    LIMITATIONS.put("ndp-na-forged-target-behind-hbh-and-destopt", na);
+    LIMITATIONS.put("ndp-na-gateway-target-fe80-1-from-own-ll", na);
+    String dad = "nwfilter cannot match the neighbor solicitation target: a DAD probe from :: may name any"
+        + " address (and so make another host's duplicate address detection fail)";
+    LIMITATIONS.put("ndp-dad-ns-for-gateway-fe80-1", dad);
+    LIMITATIONS.put("ndp-dad-ns-for-foreign-address", dad);
+  }
+
+  static FrameTool frames;
+
+  @BeforeAll
+  static void startFrameTool() {
+    NetnsLab.jar();
+    frames = FrameTool.start();
+  }
+
+  @AfterAll
+  static void stopFrameTool() {
+    if (frames != null) {
+      frames.close();
+    }
+  }
+
+  static Verdict nwfilterVerdict(FrameMatrix.Case c) {
+    return LIMITATIONS.containsKey(c.name()) ? DELIVERED : c.expected();
+  }
+
+  // a NIC without metadata (unlisted = deny) and one on a host with unlisted = mac-only
+  static final Guest UNLISTED = Guest.macOnly("52:54:00:aa:bb:02", "192.0.2.20", "2001:db8:0:1::20");
+  static final Guest MAC_ONLY = Guest.macOnly("52:54:00:aa:bb:03", "192.0.2.30", "2001:db8:0:1::30");
+
+  @TestFactory
+  Stream<DynamicTest> frameMatrix() {
+    List<FrameMatrix.Case> cases = FrameMatrix.cases();
+    List<Probe> probes = new ArrayList<>();
+    Map<String, FrameBatch.Outcome> got;
+    String rules;
+    Guest g = FrameMatrix.GUEST;
+    try (NetnsLab lab = NetnsLab.create("n", List.of(g.mac(), UNLISTED.mac(), MAC_ONLY.mac()));
+        PrivateLibvirtd lv = PrivateLibvirtd.start(lab.hv(), NetnsLab.PREFIX, null)) {
+      Proc.Result install = cli(lab, "nwfilter", "install", "--connect", lv.uri());
+      assertEquals(12, install.out().lines().filter(l -> l.startsWith("defined ")).count(), install.describe());
+
+      lab.config("backend = nwfilter");
+      bind(lab, lv, FrameMatrix.domain(), 0);
+      bind(lab, lv, DomainXml.domain("ucn-unlisted").unlistedNic(UNLISTED.mac(), "vnet1"), 0);
+      lab.config("backend = nwfilter", "unlisted = mac-only");
+      bind(lab, lv, DomainXml.domain("ucn-mac-only").unlistedNic(MAC_ONLY.mac(), "vnet2"), 0);
+      Proc.Result list = lv.virsh("nwfilter-binding-list").ok();
+      assertTrue(list.out().contains("vnet0") && list.out().contains("vnet2"), list.describe());
+
+      FrameBatch b = frames.batch(lab);
+      for (FrameMatrix.Case c : cases) {
+        b.add(c.name(), c.from() == FrameMatrix.From.VM ? lab.vm(0) : lab.injector(), g, c.expr());
+      }
+      probes.addAll(unlistedProbes(lab.vm(1)));
+      probes.addAll(macOnlyProbes(lab.vm(2)));
+      for (Probe p : probes) {
+        b.add(p.name(), p.port(), p.guest(), p.expr());
+      }
+      got = b.run();
+      rules = lab.ruleset();
+    }
+    Stream<DynamicTest> matrix = FrameMatrix.verdicts(cases, got, NwfilterFrameMatrixTest::nwfilterVerdict,
+        "--- rules in the hypervisor namespace\n" + rules);
+    Stream<DynamicTest> others = probes.stream().map(p -> DynamicTest.dynamicTest(p.name() + ": " + p.expected(),
+        () -> {
+          FrameBatch.Outcome o = got.get(p.name());
+          if (o.verdict() != p.expected()) {
+            throw new AssertionError("expected " + p.expected() + ", observed " + o.describe() + "\n" + rules);
+          }
+        }));
+    return Stream.concat(matrix, others);
+  }
+
+  /** A frame outside the matrix with its expected verdict. */
+  record Probe(String name, NetnsLab.Port port, Guest guest, String expr, Verdict expected) {}
+
+  static final String UDP = FrameMatrix.UDP;
+
+  /** unlisted = deny: own MAC and own EUI-64 link-local only (the nft test's unlisted scenario). */
+  static List<Probe> unlistedProbes(NetnsLab.Port u) {
+    Guest g = UNLISTED;
+    return List.of(
+        new Probe("unlisted-own-link-local-udp", u, g, FrameMatrix.TO_GW + "IPv6(src=LL, dst=GW_LL)/" + UDP, DELIVERED),
+        new Probe("unlisted-na-own-link-local", u, g, FrameMatrix.TO_GW + "IPv6(src=LL, dst=GW_LL, hlim=255)"
+            + "/ICMPv6ND_NA(tgt=LL, R=0, S=1, O=1)/ICMPv6NDOptDstLLAddr(lladdr=MAC)", DELIVERED),
+        new Probe("unlisted-arp-probe", u, g, FrameMatrix.TO_ALL
+            + "ARP(op=1, hwsrc=MAC, psrc='0.0.0.0', hwdst='00:00:00:00:00:00', pdst=IP4)", DELIVERED),
+        new Probe("unlisted-ipv4", u, g, FrameMatrix.TO_GW + FrameMatrix.IP4_UDP, DROPPED),
+        new Probe("unlisted-arp-with-an-ipv4", u, g, FrameMatrix.TO_ALL
+            + "ARP(op=1, hwsrc=MAC, psrc=IP4, hwdst='00:00:00:00:00:00', pdst=GW4)", DROPPED),
+        new Probe("unlisted-ipv6-global", u, g, FrameMatrix.TO_GW + "IPv6(src=IP6, dst=GW6)/" + UDP, DROPPED),
+        new Probe("unlisted-dhcpv4-discover", u, g, FrameMatrix.TO_ALL
+            + "IP(src='0.0.0.0', dst='255.255.255.255')/UDP(sport=68, dport=67)/" + FrameMatrix.DHCP4_DISCOVER,
+            DROPPED),
+        // the placeholder 0.0.0.0/32 of a NIC without IPv4 must not let 0.0.0.0 through
+        new Probe("unlisted-ipv4-from-0.0.0.0", u, g, FrameMatrix.TO_ALL
+            + "IP(src='0.0.0.0', dst='255.255.255.255')/UDP(sport=5000, dport=5001)/Raw(b'x')", DROPPED),
+        new Probe("unlisted-foreign-link-local", u, g, FrameMatrix.TO_GW + "IPv6(src=FOREIGN_LL, dst=GW_LL)/" + UDP,
+            DROPPED),
+        new Probe("unlisted-spoofed-mac", u, g, "Ether(src=SPOOF_MAC, dst=GW_MAC)/IPv6(src=LL, dst=GW_LL)/" + UDP,
+            DROPPED),
+        new Probe("unlisted-ra", u, g, FrameMatrix.NA_TO_ALL + FrameMatrix.RA, DROPPED));
+  }
+
+  /** unlisted = mac-only: own MAC (also as ARP sender), any IP; no servers, no other ethertypes. */
+  static List<Probe> macOnlyProbes(NetnsLab.Port m) {
+    Guest g = MAC_ONLY;
+    return List.of(
+        new Probe("mac-only-any-ipv4", m, g, FrameMatrix.TO_GW + "IP(src=SPOOF4, dst=GW4)/" + UDP, DELIVERED),
+        new Probe("mac-only-any-ipv6", m, g, FrameMatrix.TO_GW + "IPv6(src=SPOOF6, dst=GW6)/" + UDP, DELIVERED),
+        new Probe("mac-only-arp-any-ip", m, g, FrameMatrix.TO_ALL
+            + "ARP(op=1, hwsrc=MAC, psrc=SPOOF4, hwdst='00:00:00:00:00:00', pdst=GW4)", DELIVERED),
+        new Probe("mac-only-dhcpv4-discover", m, g, FrameMatrix.TO_ALL
+            + "IP(src='0.0.0.0', dst='255.255.255.255')/UDP(sport=68, dport=67)/" + FrameMatrix.DHCP4_DISCOVER,
+            DELIVERED),
+        new Probe("mac-only-spoofed-mac", m, g, "Ether(src=SPOOF_MAC, dst=GW_MAC)/IP(src=IP4, dst=GW4)/" + UDP,
+            DROPPED),
+        new Probe("mac-only-arp-foreign-sender-mac", m, g, FrameMatrix.TO_ALL
+            + "ARP(op=1, hwsrc=SPOOF_MAC, psrc=IP4, hwdst='00:00:00:00:00:00', pdst=GW4)", DROPPED),
+        new Probe("mac-only-ra", m, g, FrameMatrix.NA_TO_ALL + FrameMatrix.RA, DROPPED),
+        new Probe("mac-only-dhcpv4-server", m, g, FrameMatrix.TO_ALL
+            + "IP(src=IP4, dst='255.255.255.255')/UDP(sport=67, dport=68)"
+            + "/BOOTP(op=2, yiaddr=SPOOF4, chaddr=mac2str(SPOOF_MAC), xid=1)"
+            + "/DHCP(options=[('message-type', 'offer'), 'end'])", DROPPED),
+        new Probe("mac-only-dhcpv6-server", m, g, FrameMatrix.TO_GW
+            + "IPv6(src=LL, dst=FOREIGN_LL)/UDP(sport=547, dport=546)/DHCP6_Advertise(trid=0x1234)", DROPPED),
+        new Probe("mac-only-vlan-tagged", m, g, FrameMatrix.TO_GW + "Dot1Q(vlan=10)/" + FrameMatrix.IP4_UDP, DROPPED));
+  }
+
+  /** The hook's own filterref for NIC {@code nic} (its {@code migrate begin} output), bound to the NIC's port. */
+  static void bind(NetnsLab lab, PrivateLibvirtd lv, DomainXml dom, int nic) {
+    Proc.Result r = lab.hook(dom, "migrate", "begin");
+    assertEquals(0, r.exit(), r.describe());
+    String xml = r.out();
+    FilterrefRewriter.Nic n = FilterrefRewriter.scan(xml).get(nic);
+    assertTrue(n.hasFilterref(), "migrate begin wrote no filterref:\n" + xml);
+    DomainXml.Nic d = dom.nics().get(nic);
+    String binding = "<filterbinding>\n  <owner><name>" + dom.name() + "</name><uuid>" + dom.uuid()
+        + "</uuid></owner>\n  <portdev name='" + d.tap() + "'/>\n  <mac address='" + d.mac() + "'/>\n  "
+        + xml.substring(n.filterrefStart(), n.filterrefEnd()) + "\n</filterbinding>\n";
+    Path f = lab.dir().resolve("binding-" + d.tap() + ".xml");
+    try {
+      Files.writeString(f, binding);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+    lv.virsh("nwfilter-binding-create", f.toString()).ok();
+  }
+
+  /** {@code uncloud-hook ARGS} (the CLI) as root on the host; it reaches libvirtd through its socket. */
+  static Proc.Result cli(NetnsLab lab, String... args) {
+    List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+        "-jar", NetnsLab.jar().toString()));
+    cmd.addAll(List.of(args));
+    Proc.Result r = Proc.run(Duration.ofSeconds(120), null, cmd);
+    return r.ok();
+  }
+}
