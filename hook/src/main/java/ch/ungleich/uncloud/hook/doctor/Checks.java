@@ -359,6 +359,10 @@ public final class Checks {
     boolean drift = false;
     for (ReconcilePlan.Change c : plan.changes()) {
       String subject = c.tap() == null ? "table bridge uncloud" : c.tap() + (c.domain() == null ? "" : " (" + c.domain() + ")");
+      if (c.action().equals("prelude") && filteredNics == 0) {
+        // no NIC needs the table yet (fresh install, no VM): the hook creates it at the first start
+        continue;
+      }
       switch (c.action()) {
         case "remove" -> {
           stale = true;

@@ -179,6 +179,14 @@ class ChecksTest {
     List<Check> d = Checks.drift(dirty, 3);
     assertEquals(List.of("FAIL drift", "WARN stale"), d.stream().map(x -> x.status() + " " + x.id()).toList());
     assertEquals("uncloud-hook reconcile", d.get(0).fix());
+    // a fresh host: no table and no filtered NIC is not drift (the first 'start begin' creates it) ...
+    ReconcilePlan fresh =
+        new ReconcilePlan(
+            "x", List.of(new ReconcilePlan.Change("prelude", null, null, null, "table uncloud was missing")),
+            List.of(), Map.of());
+    assertEquals(List.of(Status.PASS, Status.PASS), Checks.drift(fresh, 0).stream().map(Check::status).toList());
+    // ... but with a filtered NIC it is
+    assertEquals(Status.FAIL, Checks.drift(fresh, 1).get(0).status());
   }
 
   @Test
