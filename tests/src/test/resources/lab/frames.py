@@ -179,6 +179,14 @@ def send_from(netns, iface, frames):
         os.close(home)
 
 
+def pin_to_one_cpu():
+    """Send everything from one CPU. veth hands a frame to the receive backlog of the CPU that sent
+    it, and a backlog is FIFO (bridging to the observer's veth re-queues on the same CPU), so the
+    observer sees the end frame only after every frame sent before it. Without this, a spoofed frame
+    queued on another CPU could arrive after the capture stopped and look dropped."""
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
 def handle(req):
     nonce = bytes.fromhex(req["nonce"])
     built = []  # (port, name, bytes)
@@ -218,8 +226,10 @@ def main(argv):
     if len(argv) >= 3 and argv[0] == "capture":
         capture(argv[1], argv[2], float(argv[3]) if len(argv) > 3 else 20.0)
     elif argv == ["send"]:
+        pin_to_one_cpu()
         print(json.dumps(answer(sys.stdin.read())), flush=True)
     elif argv == ["serve"]:
+        pin_to_one_cpu()
         scope()
         print(json.dumps({"ready": True}), flush=True)
         for line in sys.stdin:

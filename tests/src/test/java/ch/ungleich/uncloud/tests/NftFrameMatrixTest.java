@@ -118,6 +118,8 @@ class NftFrameMatrixTest {
           .send("legit", lab.vm(0), g, LEGIT4, DELIVERED)
           .send("spoofed-mac", lab.vm(0), g, SPOOF_MAC, DROPPED)
           .check();
+      long drops = lab.table().chains().get("port-vnet0").droppedPackets();
+      assertTrue(drops >= 1, "the dropped frame is counted for this NIC: " + drops);
 
       assertFalse(dom.inactive().contains("<target"), "stopped/release XML has no <target dev>");
       lab.mustSucceed(lab.hook(dom, "stopped", "end"));
@@ -340,6 +342,61 @@ class NftFrameMatrixTest {
           .send("sibling-legit", lab.vm(1), other, LEGIT4, DELIVERED)
           .send("sibling-spoofed-ipv4", lab.vm(1), other, SPOOF4, DROPPED)
           .send("sibling-ra", lab.vm(1), other, FrameMatrix.NA_TO_ALL + RA, DROPPED)
+          .check();
+    }
+  }
+
+  /**
+   * The other host settings, each judged by frames: {@code unlisted = mac-only} (own MAC, any IP, still no
+   * RA or tags), {@code link_local = any} (any fe80:: source, and the documented cost: a neighbor
+   * advertisement for the gateway's fe80::1 passes), {@code dhcp_client = no}; then {@code unlisted =
+   * allow} with a new {@code start begin} takes the unlisted NIC's chain away entirely.
+   */
+  @Test
+  void hostSettingsMacOnlyLinkLocalAnyNoDhcpThenAllow() {
+    Guest listed = FrameMatrix.GUEST;
+    Guest unlisted = Guest.macOnly("52:54:00:aa:bb:02", "192.0.2.20", "2001:db8:0:1::20");
+    DomainXml dom = DomainXml.domain("ucf-settings")
+        .nic(listed.mac(), "vnet0", listed.ip4(), listed.ip6(), listed.prefix6())
+        .unlistedNic(unlisted.mac(), "vnet1");
+    String discover = TO_ALL + "IP(src='0.0.0.0', dst='255.255.255.255')/UDP(sport=68, dport=67)/"
+        + FrameMatrix.DHCP4_DISCOVER;
+    try (NetnsLab lab = NetnsLab.create("s", List.of(listed.mac(), unlisted.mac()))) {
+      lab.config("unlisted = mac-only", "link_local = any", "dhcp_client = no");
+      lab.start(dom);
+      NetnsLab.Port l = lab.vm(0);
+      NetnsLab.Port u = lab.vm(1);
+      new Probe(lab, "unlisted = mac-only, link_local = any, dhcp_client = no")
+          .send("listed-legit-ipv4", l, listed, LEGIT4, DELIVERED)
+          .send("listed-foreign-link-local", l, listed, TO_GW + "IPv6(src=FOREIGN_LL, dst=GW_LL)/" + UDP,
+              DELIVERED)
+          .send("listed-na-for-gateway-fe80-1-is-the-cost", l, listed, FrameMatrix.NA_TO_ALL
+              + "ICMPv6ND_NA(tgt=GW_LL, R=1, S=0, O=1)/ICMPv6NDOptDstLLAddr(lladdr=MAC)", DELIVERED)
+          .send("listed-dhcpv4-discover", l, listed, discover, DROPPED)
+          .send("listed-spoofed-ipv4", l, listed, SPOOF4, DROPPED)
+          .send("mac-only-any-ipv4", u, unlisted, SPOOF4, DELIVERED)
+          .send("mac-only-any-ipv6", u, unlisted, TO_GW + "IPv6(src=SPOOF6, dst=GW6)/" + UDP, DELIVERED)
+          .send("mac-only-arp-any-ip", u, unlisted,
+              TO_ALL + "ARP(op=2, hwsrc=MAC, psrc=SPOOF4, hwdst=GW_MAC, pdst=GW4)", DELIVERED)
+          .send("mac-only-arp-foreign-sender-mac", u, unlisted,
+              TO_ALL + "ARP(op=2, hwsrc=SPOOF_MAC, psrc=IP4, hwdst=GW_MAC, pdst=GW4)", DROPPED)
+          .send("mac-only-spoofed-mac", u, unlisted, SPOOF_MAC, DROPPED)
+          .send("mac-only-ra", u, unlisted, FrameMatrix.NA_TO_ALL + RA, DROPPED)
+          .send("mac-only-dhcpv4-server", u, unlisted, TO_ALL
+              + "IP(src=IP4, dst='255.255.255.255')/UDP(sport=67, dport=68)"
+              + "/BOOTP(op=2, yiaddr=SPOOF4, chaddr=mac2str(SPOOF_MAC), xid=1)"
+              + "/DHCP(options=[('message-type', 'offer'), 'end'])", DROPPED)
+          .send("mac-only-vlan-tagged", u, unlisted, TO_GW + "Dot1Q(vlan=10)/" + IP4_UDP, DROPPED)
+          .check();
+
+      lab.config("unlisted = allow");
+      lab.start(dom);
+      assertFalse(lab.table().port("vnet1").isPresent(), "unlisted = allow: no chain for the unlisted NIC");
+      new Probe(lab, "unlisted = allow")
+          .send("allow-spoofed-mac", u, unlisted, SPOOF_MAC, DELIVERED)
+          .send("allow-ra", u, unlisted, FrameMatrix.NA_TO_ALL + RA, DELIVERED)
+          .send("listed-still-filtered", l, listed, SPOOF4, DROPPED)
+          .send("listed-dhcpv4-discover-default-yes", l, listed, discover, DELIVERED)
           .check();
     }
   }

@@ -30,6 +30,19 @@ public record NftTable(
       return false;
     }
 
+    /** Packets counted by the chain's rules that drop (the per-NIC drop count). */
+    public long droppedPackets() {
+      long n = 0;
+      for (JsonNode r : rules) {
+        if (drops(r)) {
+          for (JsonNode e : r) {
+            n += e.path("counter").path("packets").asLong(0);
+          }
+        }
+      }
+      return n;
+    }
+
     public static boolean counts(JsonNode rule) {
       for (JsonNode e : rule) {
         if (e.has("counter")) {
