@@ -91,9 +91,12 @@ class NwfilterFrameMatrixTest {
     Guest g = FrameMatrix.GUEST;
     try (NetnsLab lab = NetnsLab.create("n", List.of(g.mac(), UNLISTED.mac(), MAC_ONLY.mac(), SETTINGS.mac()));
         PrivateLibvirtd lv = PrivateLibvirtd.start(lab.hv(), NetnsLab.PREFIX, null)) {
+      long t0 = System.nanoTime();
+      System.err.printf("nwfilter matrix: libvirtd up%n");
       Proc.Result install = cli(lab, "nwfilter", "install", "--connect", lv.uri());
       assertEquals(12, install.out().lines().filter(l -> l.startsWith("defined ")).count(), install.describe());
 
+      System.err.printf("nwfilter matrix: nwfilter install %d ms%n", (System.nanoTime() - t0) / 1_000_000);
       lab.config("backend = nwfilter");
       bind(lab, lv, FrameMatrix.domain(), 0);
       bind(lab, lv, DomainXml.domain("ucn-unlisted").unlistedNic(UNLISTED.mac(), "vnet1"), 0);
@@ -115,7 +118,10 @@ class NwfilterFrameMatrixTest {
       for (Probe p : probes) {
         b.add(p.name(), p.port(), p.guest(), p.expr());
       }
+      long t1 = System.nanoTime();
       got = b.run();
+      System.err.printf("nwfilter matrix: bindings %d ms, %d frames %d ms%n", (t1 - t0) / 1_000_000,
+          cases.size() + probes.size(), (System.nanoTime() - t1) / 1_000_000);
       rules = lab.ruleset();
     }
     Stream<DynamicTest> matrix = FrameMatrix.verdicts(cases, got, NwfilterFrameMatrixTest::nwfilterVerdict,
