@@ -21,7 +21,8 @@ public final class Cli {
     CommandLine cl = new CommandLine(new Cli());
     cl.setOut(new PrintWriter(out, true));
     cl.setErr(new PrintWriter(err, true));
-    cl.setExitCodeExceptionMapper(e -> e instanceof UncloudException u ? u.exitCode() : ExitCodes.APPLY_FAILED);
+    cl.setExitCodeExceptionMapper(e -> e instanceof UncloudException u ? u.exitCode()
+        : e instanceof CommandLine.ParameterException ? ExitCodes.USAGE : ExitCodes.APPLY_FAILED);
     cl.setExecutionExceptionHandler(
         (e, cmd, parsed) -> {
           boolean debug = parsed.hasMatchedOption("--debug");

@@ -6,6 +6,7 @@ import java.util.ArrayList;
 import java.util.List;
 import org.libvirt.Connect;
 import org.libvirt.Domain;
+import org.libvirt.ErrorCallback;
 import org.libvirt.LibvirtException;
 import org.libvirt.NetworkFilter;
 
@@ -25,6 +26,13 @@ public final class LibvirtSession implements AutoCloseable {
   /** virConnectListAllDomainsFlags: VIR_CONNECT_LIST_DOMAINS_ACTIVE. */
   private static final int LIST_ACTIVE = 1;
 
+  /**
+   * libvirt's default error handler prints every error to stderr ("libvirt: XML-RPC error : …") before
+   * we report it once as an {@link UncloudException}; this one prints nothing. Static: JNA must keep
+   * the callback reachable.
+   */
+  private static final ErrorCallback QUIET = new ErrorCallback();
+
   private final Connect conn;
   private final String uri;
 
@@ -36,6 +44,7 @@ public final class LibvirtSession implements AutoCloseable {
   /** Opens a read-write connection; {@code qemu:///system} unless told otherwise. */
   public static LibvirtSession open(String uri) {
     try {
+      Connect.setErrorCallback(QUIET);
       return new LibvirtSession(new Connect(uri, false), uri);
     } catch (LibvirtException e) {
       throw failed("cannot connect to libvirt at " + uri, e);
