@@ -253,7 +253,10 @@ public final class DomainReader {
   }
 
   private static XMLInputFactory newStax() {
-    XMLInputFactory f = XMLInputFactory.newFactory();
+    // The JDK's own implementation, directly: newFactory() first searches system properties,
+    // jaxp.properties and every jar's META-INF/services, and its java.xml code bootstraps indy string
+    // concatenation on the way (13 LambdaForm classes no CDS archive holds; ~10 ms of each hook call).
+    XMLInputFactory f = XMLInputFactory.newDefaultFactory();
     f.setProperty(XMLInputFactory.SUPPORT_DTD, false);
     f.setProperty(XMLInputFactory.IS_SUPPORTING_EXTERNAL_ENTITIES, false);
     f.setProperty(XMLInputFactory.IS_COALESCING, true);

@@ -13,7 +13,18 @@ import picocli.CommandLine.Command;
     mixinStandardHelpOptions = true,
     versionProvider = Cli.Version.class,
     description = "Pins every libvirt VM NIC to its own MAC and IPs (nftables or nwfilter).",
-    subcommands = {HookCommand.class, NwfilterCommand.class, SyncCommand.class, CommandLine.HelpCommand.class})
+    subcommands = {
+      HookCommand.class,
+      DoctorCommand.class,
+      StatusCommand.class,
+      PlanCommand.class,
+      ReconcileCommand.class,
+      MetadataCommand.class,
+      NwfilterCommand.class,
+      SyncCommand.class,
+      DemoCommand.class,
+      CommandLine.HelpCommand.class
+    })
 public final class Cli {
 
   /** Runs the CLI; returns the exit code. */
@@ -21,11 +32,16 @@ public final class Cli {
     CommandLine cl = new CommandLine(new Cli());
     cl.setOut(new PrintWriter(out, true));
     cl.setErr(new PrintWriter(err, true));
-    cl.setExitCodeExceptionMapper(e -> e instanceof UncloudException u ? u.exitCode()
-        : e instanceof CommandLine.ParameterException ? ExitCodes.USAGE : ExitCodes.APPLY_FAILED);
+    cl.setExitCodeExceptionMapper(
+        e -> e instanceof UncloudException u ? u.exitCode()
+            : e instanceof CommandLine.ParameterException ? ExitCodes.USAGE
+            : ExitCodes.APPLY_FAILED);
     cl.setExecutionExceptionHandler(
         (e, cmd, parsed) -> {
-          boolean debug = parsed.hasMatchedOption("--debug");
+          boolean debug = false;
+          for (CommandLine.ParseResult p = parsed; p != null; p = p.subcommand()) {
+            debug |= p.hasMatchedOption("--debug");
+          }
           if (debug) {
             e.printStackTrace(cmd.getErr());
           }

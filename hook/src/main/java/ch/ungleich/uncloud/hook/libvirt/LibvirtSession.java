@@ -9,6 +9,9 @@ import org.libvirt.Domain;
 import org.libvirt.ErrorCallback;
 import org.libvirt.LibvirtException;
 import org.libvirt.NetworkFilter;
+import org.libvirt.jna.Libvirt;
+import org.libvirt.jna.virError;
+import com.sun.jna.Pointer;
 
 /**
  * The CLI's edge to libvirt (libvirt-java over JNA). Never used by the hook: "a hook script must not
@@ -41,6 +44,18 @@ public final class LibvirtSession implements AutoCloseable {
     this.uri = uri;
   }
 
+  /**
+   * libvirt prints every error to stderr unless an error function is set; ours arrive as exceptions
+   * and become one line each. Held here so JNA's callback is never garbage-collected.
+   */
+  private static final Libvirt.VirErrorCallback QUIET =
+      new Libvirt.VirErrorCallback() {
+        @Override
+        public void errorCallback(Pointer userData, virError error) {
+          // reported through LibvirtException
+        }
+      };
+
   /** Opens a read-write connection; {@code qemu:///system} unless told otherwise. */
   public static LibvirtSession open(String uri) {
     try {
@@ -56,6 +71,16 @@ public final class LibvirtSession implements AutoCloseable {
 
   public String uri() {
     return uri;
+  }
+
+  /** The libvirt version of the daemon at the other end, e.g. {@code 9.0.0}. */
+  public String daemonVersion() {
+    try {
+      long v = conn.getLibVersion();
+      return (v / 1_000_000) + "." + (v / 1000 % 1000) + "." + (v % 1000);
+    } catch (LibvirtException e) {
+      throw failed("cannot ask libvirt for its version", e);
+    }
   }
 
   /** A domain as the CLI sees it: name, UUID, whether it runs, its live and persistent XML. */

@@ -12,4 +12,16 @@ public interface NftRunner {
 
   /** Runs {@code nft} with arguments (e.g. {@code -j list table bridge uncloud}) and returns stdout. */
   String run(String... args);
+
+  /**
+   * Loads {@code script} into an empty scratch network namespace and returns
+   * {@code nft -j list table bridge uncloud} from there: the script as nft stores it, to compare with
+   * what is installed ({@link NftState}). Changes nothing on the host. CLI only (needs CAP_SYS_ADMIN).
+   *
+   * @throws ch.ungleich.uncloud.hook.UncloudException with {@code APPLY_FAILED} when nft refuses the
+   *     script or the namespace cannot be made
+   */
+  default String canonical(String script) {
+    throw new UnsupportedOperationException(getClass().getSimpleName() + " cannot canonicalise scripts");
+  }
 }

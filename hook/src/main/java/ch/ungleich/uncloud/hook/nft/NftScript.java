@@ -100,6 +100,15 @@ public final class NftScript {
     return this;
   }
 
+  /**
+   * Points the map element of {@code tap} at its chain with a new owner label, leaving the chain and
+   * its counters alone (reconcile, when only the element is missing or wrong).
+   */
+  public NftScript relabel(String tap, String owner) {
+    element(tap, owner);
+    return this;
+  }
+
   /** Removes the tap's element and chain; a no-op if they are already gone. */
   public NftScript remove(String tap) {
     String c = chain(tap);

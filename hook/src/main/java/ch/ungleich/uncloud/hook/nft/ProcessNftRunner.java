@@ -30,15 +30,32 @@ public final class ProcessNftRunner implements NftRunner {
     return exec(null, args);
   }
 
+  /**
+   * {@code unshare --net}: a fresh network namespace that vanishes with the process, so the script
+   * is applied where nothing can see it, then listed.
+   */
+  @Override
+  public String canonical(String script) {
+    List<String> cmd =
+        List.of(
+            "unshare", "--net", "--", "/bin/sh", "-c",
+            "\"$0\" -f - && \"$0\" -j list table " + NftScript.FAMILY + " " + NftScript.TABLE, nft);
+    return exec(cmd, script);
+  }
+
   private String exec(String stdin, String... args) {
     List<String> cmd = new ArrayList<>();
     cmd.add(nft);
     cmd.addAll(List.of(args));
+    return exec(cmd, stdin);
+  }
+
+  private String exec(List<String> cmd, String stdin) {
     Process p;
     try {
       p = new ProcessBuilder(cmd).start();
     } catch (IOException e) {
-      throw new UncloudException(ExitCodes.APPLY_FAILED, "cannot run " + nft + ": " + e.getMessage());
+      throw new UncloudException(ExitCodes.APPLY_FAILED, "cannot run " + cmd.get(0) + ": " + e.getMessage());
     }
     try {
       ByteArrayOutputStream out = new ByteArrayOutputStream();

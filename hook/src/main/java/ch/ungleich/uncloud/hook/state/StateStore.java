@@ -16,6 +16,7 @@ import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.TreeMap;
 
 /**
  * Ownership records under {@code state_dir} (tmpfs {@code /run}: gone at reboot, like the rules):
@@ -130,6 +131,49 @@ public final class StateStore {
       delete(d);
     } else {
       write(d, String.join("\n", plan.domainTaps()) + "\n");
+    }
+  }
+
+  /** Every ownership record: tap to owner (records that cannot be read as one are skipped). */
+  public Map<String, Owner> records() {
+    Map<String, Owner> out = new TreeMap<>();
+    for (String tap : allTaps()) {
+      Owner o = owner(tap);
+      if (o != null) {
+        out.put(tap, o);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Makes the records exactly {@code owners} ({@code reconcile}): writes each tap's owner, rewrites
+   * every domain's tap list from them, and removes every other tap and domain record. Call only after
+   * the matching nft transaction has been applied, under the lock.
+   */
+  public void replaceAll(Map<String, Owner> owners) {
+    Map<String, List<String>> byDomain = new TreeMap<>();
+    for (Map.Entry<String, Owner> e : new TreeMap<>(owners).entrySet()) {
+      if (!e.getValue().equals(owner(e.getKey()))) {
+        write(dir.resolve("taps").resolve(e.getKey()), e.getValue().encode());
+      }
+      byDomain.computeIfAbsent(e.getValue().uuid(), k -> new ArrayList<>()).add(e.getKey());
+    }
+    for (String tap : allTaps()) {
+      if (!owners.containsKey(tap)) {
+        delete(dir.resolve("taps").resolve(tap));
+      }
+    }
+    for (Map.Entry<String, List<String>> e : byDomain.entrySet()) {
+      String content = String.join("\n", e.getValue()) + "\n";
+      if (!content.equals(read(dir.resolve("domains").resolve(e.getKey())))) {
+        write(dir.resolve("domains").resolve(e.getKey()), content);
+      }
+    }
+    for (String uuid : domains()) {
+      if (!byDomain.containsKey(uuid)) {
+        delete(dir.resolve("domains").resolve(uuid));
+      }
     }
   }
 

@@ -1,0 +1,311 @@
+package ch.ungleich.uncloud.hook.cli;
+
+import ch.ungleich.uncloud.hook.UncloudException;
+import ch.ungleich.uncloud.hook.config.Config;
+import ch.ungleich.uncloud.hook.doctor.Check;
+import ch.ungleich.uncloud.hook.doctor.Checks;
+import ch.ungleich.uncloud.hook.doctor.Launcher;
+import ch.ungleich.uncloud.hook.host.LinuxHost;
+import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
+import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
+import ch.ungleich.uncloud.hook.model.DomainPolicy;
+import ch.ungleich.uncloud.hook.nft.NftBackend;
+import ch.ungleich.uncloud.hook.nft.NftJson;
+import ch.ungleich.uncloud.hook.nft.NftRunner;
+import ch.ungleich.uncloud.hook.nft.NftState;
+import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
+import ch.ungleich.uncloud.hook.nft.ReconcilePlan;
+import ch.ungleich.uncloud.hook.nwfilter.Templates;
+import ch.ungleich.uncloud.hook.state.StateStore;
+import ch.ungleich.uncloud.libvirtxml.LibvirtXml;
+import java.io.PrintWriter;
+import java.net.URI;
+import java.time.OffsetDateTime;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/** {@code uncloud-hook doctor}: checks the host, one line per check with the exact fix. */
+@Command(
+    name = "doctor",
+    mixinStandardHelpOptions = true,
+    sortOptions = false,
+    description = {
+      "Checks the host and prints one line per check: PASS, WARN or FAIL, what was found, and for",
+      "WARN/FAIL the exact fix. Checks: the hook is installed where libvirt looks, executable, and its",
+      "launcher's java (17+) and jar exist; libvirtd started after the hook appeared; the configuration;",
+      "nft and the kernel accept our ruleset; libvirt answers; per running domain and NIC: valid metadata,",
+      "live = persistent metadata, a type this backend can filter, its tap exists; drift (installed rules",
+      "= metadata) and leftovers; addresses claimed by two domains; net.bridge.bridge-nf-call-*.",
+      "Changes nothing."
+    },
+    exitCodeListHeading = "%nExit codes:%n",
+    exitCodeList = {"0:every check passed", "1:warnings, no failure", "2:at least one failure (or a wrong command line)"})
+final class DoctorCommand implements Callable<Integer> {
+  static final String HOOKS_DIR_ENV = "UNCLOUD_HOOK_HOOKS_DIR";
+  static final String DEFAULT_HOOKS_DIR = "/etc/libvirt/hooks";
+
+  @Mixin CommonOptions common;
+
+  @Option(
+      names = "--hooks-dir",
+      paramLabel = "DIR",
+      description = "libvirt's hooks directory (default: $" + HOOKS_DIR_ENV + ", else " + DEFAULT_HOOKS_DIR + ").")
+  String hooksDir;
+
+  @Option(names = "--state-dir", paramLabel = "DIR", description = "Ownership records (default: state_dir of the configuration).")
+  String stateDir;
+
+  @Option(
+      names = "--libvirtd-pidfile",
+      paramLabel = "FILE",
+      description = "libvirtd's pid file (default: libvirtd.pid or virtqemud.pid in the run directory of the"
+          + " connection's socket, else the only libvirtd/virtqemud process).")
+  String pidFile;
+
+  @Spec CommandSpec spec;
+
+  /** The {@code --json} shape. */
+  record Result(int exitCode, Summary summary, List<Check> checks) {}
+
+  record Summary(int pass, int warn, int fail) {}
+
+  @Override
+  public Integer call() {
+    LinuxHost host = new LinuxHost();
+    List<Check> checks = new ArrayList<>();
+
+    // the hook where libvirt looks for it
+    String dir = hooksDir != null ? hooksDir : env(HOOKS_DIR_ENV, DEFAULT_HOOKS_DIR);
+    List<LinuxHost.FileInfo> dropins = new ArrayList<>();
+    for (String n : host.list(dir + "/qemu.d")) {
+      dropins.add(host.file(dir + "/qemu.d/" + n));
+    }
+    Checks.HookFiles files = new Checks.HookFiles(dir, host.file(dir + "/qemu"), dropins);
+    Checks.HookResult hook = Checks.hook(files);
+    checks.addAll(hook.checks());
+    Launcher launcher = hook.launcher();
+    if (launcher != null) {
+      LinuxHost.FileInfo java = launcher.java().startsWith("/") ? host.file(launcher.java()) : host.file("/nonexistent");
+      String version = null;
+      if (java.executable()) {
+        LinuxHost.Result r = host.run(List.of(launcher.java(), "-version"), 30);
+        version = r.exit() == 0 ? r.err() + r.out() : "exit " + r.exit() + ": " + r.err();
+      }
+      checks.add(Checks.java(launcher, java, version));
+      checks.add(Checks.jar(launcher, host.file(launcher.jar())));
+    }
+
+    // the configuration the hook reads: --config-file, else what the launcher sets, else the default
+    String configPath = common.configGiven() || launcher == null || launcher.config() == null
+        ? common.configPath() : launcher.config();
+    Config cfg;
+    String cfgError = null;
+    try {
+      cfg = CommonOptions.loadConfig(configPath);
+    } catch (UncloudException e) {
+      cfgError = e.getMessage();
+      cfg = Config.defaults();
+    }
+    checks.add(Checks.config(configPath, host.file(configPath).exists(), cfg, cfgError));
+    if (stateDir != null) {
+      cfg = new Config(cfg.backend(), cfg.unlisted(), cfg.linkLocalAny(), cfg.dhcpClient(), stateDir, cfg.logFile(),
+          cfg.lockTimeoutSeconds(), cfg.nft());
+    }
+
+    // libvirtd noticed the hook
+    if (hook.file() != null) {
+      checks.add(Checks.libvirtdSawHook(files, daemon(host), lastLogLine(host, cfg.logFile())));
+    }
+
+    // libvirt
+    Inventory inv = null;
+    Map<String, String> filters = new LinkedHashMap<>();
+    try (LibvirtSession s = LibvirtSession.open(common.uri())) {
+      String v = s.daemonVersion();
+      inv = Inventory.read(s, cfg, false);
+      checks.add(Checks.libvirt(common.uri(), v, inv.domains.size(), inv.running().size(), null));
+      if (cfg.backend().equals("nwfilter")) {
+        for (Templates.Template t : Templates.all()) {
+          filters.put(t.name(), s.filterXml(t.name()));
+        }
+      }
+    } catch (UncloudException e) {
+      checks.add(Checks.libvirt(common.uri(), null, 0, 0, e.getMessage()));
+    }
+
+    // the backend
+    if (cfg.backend().equals("nft")) {
+      LinuxHost.Result v = host.run(List.of(cfg.nft(), "--version"), 10);
+      checks.add(Checks.nftBinary(cfg.nft(), v.exit() == 0 ? v.out() : v.exit() < 0 ? null : v.err()));
+      NftRunner nft = new ProcessNftRunner(cfg.nft());
+      List<DomainPolicy> policies = inv == null ? List.of() : inv.policies();
+      boolean sample = policies.stream().noneMatch(p -> p.nics().stream().anyMatch(n -> n.hasChain()));
+      NftState canonical = null;
+      try {
+        canonical = NftJson.parse(nft.canonical(NftBackend.desiredScript(sample ? List.of(samplePolicy(cfg)) : policies)));
+        checks.add(Checks.nftKernel(null, canonical.chains().size() - 1, sample));
+      } catch (UncloudException e) {
+        checks.add(Checks.nftKernel(e.getMessage(), 0, sample));
+      }
+      if (inv != null) {
+        checks.addAll(Checks.domains(inv.domains, cfg, host::linkMac, common.uri()));
+        if (canonical != null) {
+          try {
+            Reconciler r = new Reconciler(inv, nft, new StateStore(cfg.stateDir(), cfg.lockTimeoutSeconds()), host);
+            ReconcilePlan plan = r.plan();
+            int filtered = 0;
+            for (DomainPolicy p : policies) {
+              filtered += (int) p.nics().stream().filter(n -> n.hasChain()).count();
+            }
+            checks.addAll(Checks.drift(plan, filtered));
+          } catch (UncloudException e) {
+            checks.add(Check.fail("drift", null, "cannot compare: " + e.getMessage(), "run doctor as root where the hook runs"));
+          }
+        }
+      }
+    } else if (inv != null) {
+      checks.addAll(Checks.nwfilterTemplates(Templates.all(), filters));
+      checks.addAll(Checks.domains(inv.domains, cfg, host::linkMac, common.uri()));
+      checks.addAll(Checks.nwfilterDrift(inv.domains, cfg));
+      try {
+        NftState table = Inventory.observe(new ProcessNftRunner(cfg.nft()));
+        checks.add(Checks.nftLeftover(table.exists(), table.ports() == null ? 0 : table.ports().elements().size()));
+      } catch (UncloudException e) {
+        // no nft on a pure nwfilter host: then there is no table either
+        checks.add(Checks.nftLeftover(false, 0));
+      }
+    }
+    if (inv != null) {
+      checks.addAll(Checks.conflicts(inv.domains));
+    }
+    checks.addAll(Checks.bridgeNfCall(host.sysctl("net.bridge.bridge-nf-call-iptables"), host.sysctl("net.bridge.bridge-nf-call-ip6tables")));
+
+    int code = Checks.exitCode(checks);
+    int pass = 0;
+    int warn = 0;
+    int fail = 0;
+    for (Check c : checks) {
+      switch (c.status()) {
+        case PASS -> pass++;
+        case WARN -> warn++;
+        case FAIL -> fail++;
+      }
+    }
+    PrintWriter out = spec.commandLine().getOut();
+    if (common.json()) {
+      Json.print(out, new Result(code, new Summary(pass, warn, fail), checks));
+    } else {
+      checks.forEach(c -> out.println(c.line()));
+      out.println(pass + " passed, " + warn + " warning" + (warn == 1 ? "" : "s") + ", " + fail + " failure" + (fail == 1 ? "" : "s"));
+      out.flush();
+    }
+    return code;
+  }
+
+  /** A NIC with documentation addresses: what the kernel check loads when no domain runs. */
+  private static DomainPolicy samplePolicy(Config cfg) {
+    String xml = "<domain type='kvm'><name>doctor-sample</name><uuid>00000000-0000-4000-8000-000000000000</uuid>"
+        + "<metadata><uc:firewall xmlns:uc='https://ungleich.ch/uncloud/hook/1'><uc:interface mac='52:54:00:00:00:01'>"
+        + "<uc:ip address='192.0.2.1'/><uc:ip address='2001:db8::/64'/></uc:interface></uc:firewall></metadata>"
+        + "<devices><interface type='bridge'><mac address='52:54:00:00:00:01'/><target dev='doctor0'/></interface>"
+        + "</devices></domain>";
+    return PolicyBuilder.build(LibvirtXml.readDomain(xml), cfg);
+  }
+
+  /**
+   * Finds the daemon that runs hooks for this connection: {@code --libvirtd-pidfile}; else the pid
+   * file in the run directory of the connection's socket ({@code socket=/x/run/libvirt/libvirt-sock}
+   * gives {@code /x/run/libvirtd.pid}; {@code qemu:///system} gives {@code /run/libvirtd.pid} or, with
+   * modular daemons, {@code /run/virtqemud.pid}); else the only libvirtd or virtqemud process.
+   */
+  Checks.Daemon daemon(LinuxHost host) {
+    Set<String> names = Set.of("libvirtd", "virtqemud");
+    List<String> candidates = new ArrayList<>();
+    if (pidFile != null) {
+      candidates.add(pidFile);
+    } else {
+      URI u;
+      try {
+        u = URI.create(common.uri());
+      } catch (IllegalArgumentException e) {
+        return new Checks.Daemon(null, "cannot read URI " + common.uri(), null);
+      }
+      if (u.getHost() != null && !u.getHost().isEmpty() && !u.getHost().equals("localhost")) {
+        return new Checks.Daemon(null, "remote connection " + common.uri() + "; run doctor on that host", null);
+      }
+      String socket = null;
+      if (u.getRawQuery() != null) {
+        for (String kv : u.getRawQuery().split("&")) {
+          if (kv.startsWith("socket=")) {
+            socket = java.net.URLDecoder.decode(kv.substring(7), java.nio.charset.StandardCharsets.UTF_8);
+          }
+        }
+      }
+      String run = "/run";
+      if (socket != null) {
+        String d = socket.substring(0, Math.max(socket.lastIndexOf('/'), 0)); // .../run/libvirt
+        run = d.substring(0, Math.max(d.lastIndexOf('/'), 0)); // .../run
+      }
+      candidates.add(run + "/libvirtd.pid");
+      candidates.add(run + "/virtqemud.pid");
+    }
+    for (String f : candidates) {
+      String s = host.readFile(f);
+      if (s != null && s.strip().matches("[0-9]+")) {
+        long pid = Long.parseLong(s.strip());
+        String comm = host.processName(pid);
+        if (comm != null && names.contains(comm)) {
+          return new Checks.Daemon(pid, "pid file " + f, host.processStartMillis(pid));
+        }
+      }
+    }
+    if (pidFile != null) {
+      return new Checks.Daemon(null, pidFile + " names no running libvirtd or virtqemud", null);
+    }
+    List<Long> pids = host.pidsNamed(names);
+    if (pids.size() == 1) {
+      return new Checks.Daemon(pids.get(0), "the only libvirtd/virtqemud process", host.processStartMillis(pids.get(0)));
+    }
+    return new Checks.Daemon(
+        null,
+        pids.isEmpty() ? "no libvirtd or virtqemud process"
+            : pids.size() + " libvirtd/virtqemud processes " + pids + " and no pid file at " + String.join(" or ", candidates),
+        null);
+  }
+
+  /** The time of the hook log's last line ({@code <ISO time> <level> <text>}); null when none. */
+  static Long lastLogLine(LinuxHost host, String logFile) {
+    if (logFile == null || logFile.isEmpty()) {
+      return null;
+    }
+    String tail = host.tail(logFile, 8192);
+    if (tail == null) {
+      return null;
+    }
+    String[] lines = tail.strip().split("\n");
+    for (int i = lines.length - 1; i >= 0; i--) {
+      String first = lines[i].strip().split(" ", 2)[0];
+      try {
+        return OffsetDateTime.parse(first).toInstant().toEpochMilli();
+      } catch (RuntimeException e) {
+        // not a log line (a half line at the start of the tail)
+      }
+    }
+    return null;
+  }
+
+  private static String env(String name, String dflt) {
+    String v = System.getenv(name);
+    return v == null || v.isBlank() ? dflt : v;
+  }
+
+}

@@ -1,0 +1,216 @@
+package ch.ungleich.uncloud.hook.cli;
+
+import ch.ungleich.uncloud.hook.ExitCodes;
+import ch.ungleich.uncloud.hook.config.Config;
+import ch.ungleich.uncloud.hook.host.DomainView;
+import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
+import ch.ungleich.uncloud.hook.model.NicPolicy;
+import ch.ungleich.uncloud.hook.nft.NftScript;
+import ch.ungleich.uncloud.hook.nft.NftState;
+import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
+import ch.ungleich.uncloud.hook.nwfilter.NwfilterBackend;
+import ch.ungleich.uncloud.libvirtxml.domain.Interface;
+import java.io.PrintWriter;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+
+/** {@code uncloud-hook status [DOMAIN]}: per running domain and NIC what is allowed and what was dropped. */
+@Command(
+    name = "status",
+    mixinStandardHelpOptions = true,
+    sortOptions = false,
+    description = {
+      "Shows, per running domain (or the one named) and NIC: tap, MAC, how it is filtered, the",
+      "allowed source addresses, whether its rules are installed, and the packets and bytes dropped",
+      "since they were installed (the sum of the 'counter ... drop' rules in chain port-<tap>)."
+    },
+    exitCodeListHeading = "%nExit codes:%n",
+    exitCodeList = {
+      "0:shown (even when some rules are missing: see the RULES column or run doctor)",
+      "2:wrong command line",
+      "3:libvirt or nft could not be asked, or no such domain"
+    })
+final class StatusCommand implements Callable<Integer> {
+  @Mixin CommonOptions common;
+
+  @Parameters(index = "0", arity = "0..1", paramLabel = "DOMAIN", description = "Only this domain (name or UUID).")
+  String domain;
+
+  @Spec CommandSpec spec;
+
+  /** The {@code --json} shape. */
+  record Result(String backend, List<DomainStatus> domains) {}
+
+  /**
+   * One domain.
+   *
+   * @param error why its policy could not be derived (invalid metadata), else null
+   */
+  record DomainStatus(String name, String uuid, boolean running, String error, List<NicStatus> nics) {}
+
+  /**
+   * One NIC.
+   *
+   * @param mode {@code filter}, {@code mac-only}, {@code open} (trusted or unlisted = allow), or
+   *     {@code unfiltered} (a type the backend cannot filter, e.g. macvtap); null when unknown
+   * @param reason why: {@code metadata}, {@code trusted}, {@code unlisted=deny} ...
+   * @param rules {@code installed} (chain and map element present), {@code missing} (should be, is
+   *     not), {@code none} (nothing to install: open, unfiltered, or not running)
+   * @param dropped packets and bytes dropped since the rules were installed; null without rules
+   */
+  record NicStatus(
+      String name,
+      String mac,
+      String tap,
+      String type,
+      String mode,
+      String reason,
+      List<String> ipv4,
+      List<String> ipv6,
+      String rules,
+      NftState.Counter dropped) {}
+
+  @Override
+  public Integer call() {
+    Config config = common.loadConfig();
+    List<DomainView> views = new ArrayList<>();
+    try (LibvirtSession s = LibvirtSession.open(common.uri())) {
+      if (domain != null) {
+        views.add(DomainView.of(s.domain(domain), config));
+      } else {
+        views.addAll(Inventory.read(s, config, true).domains);
+      }
+    }
+    NftState nft = config.backend().equals("nft") ? Inventory.observe(new ProcessNftRunner(config.nft())) : NftState.ABSENT;
+    List<DomainStatus> out = new ArrayList<>();
+    for (DomainView d : views) {
+      out.add(config.backend().equals("nft") ? status(d, nft) : nwfilterStatus(d));
+    }
+    Result r = new Result(config.backend(), out);
+    PrintWriter w = spec.commandLine().getOut();
+    if (common.json()) {
+      Json.print(w, r);
+    } else {
+      print(w, r);
+    }
+    return ExitCodes.OK;
+  }
+
+  static DomainStatus status(DomainView d, NftState nft) {
+    List<NicStatus> nics = new ArrayList<>();
+    if (d.policy() != null) {
+      for (NicPolicy n : d.policy().nics()) {
+        String mode = !n.filterable() && n.mode() != ch.ungleich.uncloud.hook.model.Mode.OPEN
+            ? "unfiltered"
+            : n.mode().name().toLowerCase(Locale.ROOT).replace('_', '-');
+        String rules = "none";
+        NftState.Counter dropped = null;
+        if (n.hasChain()) {
+          NftState.Chain c = nft.chain(NftScript.chain(n.tap()));
+          NftState.Element e = nft.element(n.tap());
+          boolean ok = c != null && e != null && e.verdict().equals("jump " + c.name());
+          rules = ok ? "installed" : "missing";
+          dropped = c == null ? null : c.dropped();
+        }
+        boolean addresses = n.mode() == ch.ungleich.uncloud.hook.model.Mode.FILTER && n.filterable();
+        nics.add(
+            new NicStatus(
+                n.name(), n.mac().text(), n.tap(), n.type(), mode, n.reason(),
+                addresses ? n.ipv4().elements() : List.of(), addresses ? n.ipv6().elements() : List.of(), rules, dropped));
+      }
+    } else {
+      int i = 0;
+      for (Interface n : d.interfaces()) {
+        String name = n.alias != null && n.alias.name != null ? n.alias.name : "nic" + i;
+        i++;
+        nics.add(
+            new NicStatus(
+                name, n.mac == null ? null : n.mac.address, n.target == null ? null : n.target.dev, n.type, null, null,
+                List.of(), List.of(), "unknown", null));
+      }
+    }
+    return new DomainStatus(d.name(), d.uuid(), d.active(), d.error(), nics);
+  }
+
+  /**
+   * With the nwfilter backend libvirt holds the rules: a NIC's are "installed" when its live filterref is
+   * the one its metadata demands, "missing" when not ({@code uncloud-hook sync} fixes it). libvirt keeps
+   * no per-NIC drop counters for nwfilter rules, so {@code dropped} is null.
+   */
+  static DomainStatus nwfilterStatus(DomainView d) {
+    DomainStatus base = status(d, NftState.ABSENT);
+    if (d.policy() == null || d.live() == null) {
+      return base;
+    }
+    List<NwfilterBackend.NicChange> plan;
+    try {
+      plan = NwfilterBackend.plan(d.policy(), d.live(), true);
+    } catch (ch.ungleich.uncloud.hook.UncloudException e) {
+      return new DomainStatus(d.name(), d.uuid(), d.active(), e.getMessage(), base.nics());
+    }
+    List<NicStatus> nics = new ArrayList<>();
+    for (int i = 0; i < base.nics().size(); i++) {
+      NicStatus n = base.nics().get(i);
+      NwfilterBackend.NicChange c = plan.get(i);
+      String rules = c.wanted() == null ? "none" : c.kind() == NwfilterBackend.Kind.KEEP ? "installed" : "missing";
+      nics.add(new NicStatus(n.name(), n.mac(), n.tap(), n.type(), n.mode(), n.reason(), n.ipv4(), n.ipv6(), rules, null));
+    }
+    return new DomainStatus(d.name(), d.uuid(), d.active(), d.error(), nics);
+  }
+
+  private static void print(PrintWriter w, Result r) {
+    List<String[]> rows = new ArrayList<>();
+    rows.add(new String[] {"DOMAIN", "NIC", "TAP", "MAC", "MODE", "RULES", "DROPPED", "ALLOWED"});
+    for (DomainStatus d : r.domains()) {
+      if (d.nics().isEmpty()) {
+        rows.add(new String[] {d.name(), "-", "-", "-", "-", "-", "-", d.running() ? "(no NICs)" : "(not running)"});
+      }
+      for (NicStatus n : d.nics()) {
+        List<String> allowed = new ArrayList<>(n.ipv4());
+        allowed.addAll(n.ipv6());
+        String a = switch (n.mode() == null ? "" : n.mode()) {
+          case "open" -> "everything (" + n.reason() + ")";
+          case "mac-only" -> "own MAC, any IP (" + n.reason() + ")";
+          case "unfiltered" -> "everything: type " + n.type() + " cannot be filtered";
+          case "" -> d.error() == null ? "?" : "error: " + d.error();
+          default -> String.join(", ", allowed);
+        };
+        rows.add(
+            new String[] {
+              d.name(), n.name(), dash(n.tap()), dash(n.mac()), dash(n.mode()), n.rules(),
+              n.dropped() == null ? "-" : n.dropped().packets() + " pkts / " + n.dropped().bytes() + " B", a
+            });
+      }
+    }
+    if (rows.size() == 1) {
+      w.println("no running domains");
+      w.flush();
+      return;
+    }
+    int[] width = new int[rows.get(0).length];
+    for (String[] row : rows) {
+      for (int i = 0; i < row.length - 1; i++) {
+        width[i] = Math.max(width[i], row[i].length());
+      }
+    }
+    for (String[] row : rows) {
+      StringBuilder b = new StringBuilder();
+      for (int i = 0; i < row.length; i++) {
+        b.append(i == row.length - 1 ? row[i] : String.format("%-" + width[i] + "s  ", row[i]));
+      }
+      w.println(b.toString().stripTrailing());
+    }
+    w.flush();
+  }
+
+  private static String dash(String s) {
+    return s == null ? "-" : s;
+  }
+}

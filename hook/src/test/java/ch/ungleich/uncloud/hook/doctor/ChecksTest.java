@@ -1,0 +1,191 @@
+package ch.ungleich.uncloud.hook.doctor;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ch.ungleich.uncloud.hook.config.Config;
+import ch.ungleich.uncloud.hook.doctor.Check.Status;
+import ch.ungleich.uncloud.hook.host.DomainView;
+import ch.ungleich.uncloud.hook.host.LinuxHost.FileInfo;
+import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
+import ch.ungleich.uncloud.hook.nft.ReconcilePlan;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+class ChecksTest {
+  static final String OURS =
+      "#!/bin/sh\nexec /usr/lib/jvm/java-17-openjdk-amd64/bin/java -jar /usr/lib/uncloud-hook/uncloud-hook.jar hook \"$@\"\n";
+
+  static FileInfo file(String path, boolean executable, long ctime, String content) {
+    return new FileInfo(path, true, true, false, executable, ctime, ctime, content);
+  }
+
+  static FileInfo absent(String path) {
+    return new FileInfo(path, false, false, false, false, 0, 0, null);
+  }
+
+  static Checks.HookFiles hooks(FileInfo main, FileInfo... dropins) {
+    return new Checks.HookFiles("/etc/libvirt/hooks", main, List.of(dropins));
+  }
+
+  @Test
+  void hookPassesInMainPlaceOrQemuD() {
+    Checks.HookResult a = Checks.hook(hooks(file("/etc/libvirt/hooks/qemu", true, 1, OURS)));
+    assertEquals(Status.PASS, a.checks().get(0).status());
+    assertNotNull(a.launcher());
+    Checks.HookResult b =
+        Checks.hook(
+            hooks(
+                file("/etc/libvirt/hooks/qemu", true, 1, "#!/bin/sh\nexit 0\n"),
+                file("/etc/libvirt/hooks/qemu.d/uncloud-hook", true, 2, OURS)));
+    assertEquals(Status.PASS, b.checks().get(0).status());
+    assertEquals("/etc/libvirt/hooks/qemu.d/uncloud-hook", b.file().path());
+  }
+
+  @Test
+  void hookMissingForeignOrNotExecutable() {
+    Check missing = Checks.hook(hooks(absent("/etc/libvirt/hooks/qemu"))).checks().get(0);
+    assertEquals(Status.FAIL, missing.status());
+    assertTrue(missing.fix().contains("install"), missing.fix());
+    Check foreign = Checks.hook(hooks(file("/etc/libvirt/hooks/qemu", true, 1, "#!/bin/sh\nexit 0\n"))).checks().get(0);
+    assertEquals(Status.FAIL, foreign.status());
+    assertTrue(foreign.fix().contains("/etc/libvirt/hooks/qemu.d/uncloud-hook"), foreign.fix());
+    Check noexec = Checks.hook(hooks(file("/etc/libvirt/hooks/qemu", false, 1, OURS))).checks().get(0);
+    assertEquals(Status.FAIL, noexec.status());
+    assertTrue(noexec.fix().startsWith("chmod 755 /etc/libvirt/hooks/qemu"), noexec.fix());
+    List<Check> twice =
+        Checks.hook(hooks(file("/etc/libvirt/hooks/qemu", true, 1, OURS), file("/etc/libvirt/hooks/qemu.d/u", true, 1, OURS)))
+            .checks();
+    assertEquals(Status.WARN, twice.get(0).status());
+    assertEquals("rm /etc/libvirt/hooks/qemu.d/u", twice.get(0).fix());
+  }
+
+  @Test
+  void javaAndJar() {
+    Launcher l = Launcher.parse(OURS);
+    FileInfo java = file(l.java(), true, 1, null);
+    assertEquals(Status.PASS, Checks.java(l, java, "openjdk version \"17.0.15\" 2025-04-15").status());
+    Check old = Checks.java(l, java, "openjdk version \"11.0.2\"");
+    assertEquals(Status.FAIL, old.status());
+    assertTrue(old.found().contains("java 11"), old.found());
+    assertEquals(Status.FAIL, Checks.java(l, absent(l.java()), null).status());
+    Launcher relative = Launcher.parse("#!/bin/sh\nexec java -jar /x/uncloud-hook.jar hook \"$@\"\n");
+    assertEquals(Status.FAIL, Checks.java(relative, java, "openjdk version \"17\"").status());
+    assertEquals(Status.FAIL, Checks.jar(l, absent(l.jar())).status());
+    assertEquals(Status.PASS, Checks.jar(l, file(l.jar(), false, 1, null)).status());
+  }
+
+  @Test
+  void libvirtdStartedBeforeOrAfterTheHook() {
+    Checks.HookFiles f = hooks(file("/etc/libvirt/hooks/qemu", true, 5_000, OURS));
+    assertEquals(Status.PASS, Checks.libvirtdSawHook(f, new Checks.Daemon(42L, "pid file", 6_000L), null).status());
+    Check before = Checks.libvirtdSawHook(f, new Checks.Daemon(42L, "pid file", 4_000L), null);
+    assertEquals(Status.WARN, before.status());
+    assertTrue(before.fix().contains("kill -HUP 42"), before.fix());
+    // the hook logged a call after libvirtd started: it is being called
+    assertEquals(Status.PASS, Checks.libvirtdSawHook(f, new Checks.Daemon(42L, "pid file", 4_000L), 4_500L).status());
+    // an older executable hook (someone else's qemu) registered the hook dir at start
+    Checks.HookFiles both =
+        hooks(file("/etc/libvirt/hooks/qemu", true, 1_000, "#!/bin/sh\n"), file("/etc/libvirt/hooks/qemu.d/uncloud-hook", true, 5_000, OURS));
+    assertEquals(Status.PASS, Checks.libvirtdSawHook(both, new Checks.Daemon(42L, "pid file", 4_000L), null).status());
+    assertEquals(Status.WARN, Checks.libvirtdSawHook(f, new Checks.Daemon(null, "no libvirtd process", null), null).status());
+  }
+
+  static final String DOM =
+      "<domain type='qemu'><name>%s</name><uuid>%s</uuid><metadata>%s</metadata><devices>"
+          + "<interface type='%s'><mac address='%s'/><target dev='%s'/><alias name='net0'/></interface></devices></domain>";
+
+  static String meta(String mac, String... ips) {
+    StringBuilder b = new StringBuilder("<uc:firewall xmlns:uc='https://ungleich.ch/uncloud/hook/1'><uc:interface mac='" + mac + "'>");
+    for (String ip : ips) {
+      b.append("<uc:ip address='").append(ip).append("'/>");
+    }
+    return b.append("</uc:interface></uc:firewall>").toString();
+  }
+
+  static DomainView view(String name, int n, String type, String liveMeta, String configMeta) {
+    String uuid = "11111111-2222-4333-8444-00000000000" + n;
+    String mac = "52:54:00:00:00:0" + n;
+    String live = liveMeta == null ? null : String.format(DOM, name, uuid, liveMeta, type, mac, "vnet" + n);
+    String config = String.format(DOM, name, uuid, configMeta == null ? "" : configMeta, type, mac, "vnet" + n).replace("<target dev='vnet" + n + "'/>", "");
+    return DomainView.of(new LibvirtSession.DomainXml(name, uuid, live != null, live != null ? live : config, config), Config.defaults());
+  }
+
+  @Test
+  void domainsAndNics() {
+    String m1 = meta("52:54:00:00:00:01", "192.0.2.1");
+    DomainView good = view("good", 1, "bridge", m1, m1);
+    DomainView bare = view("bare", 2, "bridge", "", "");
+    DomainView tap = view("macvtap", 3, "direct", meta("52:54:00:00:00:03", "192.0.2.3"), meta("52:54:00:00:00:03", "192.0.2.3"));
+    DomainView differ = view("differ", 4, "bridge", meta("52:54:00:00:00:04", "192.0.2.4"), meta("52:54:00:00:00:04", "192.0.2.40"));
+    DomainView gone = view("gone", 5, "bridge", meta("52:54:00:00:00:05", "192.0.2.5"), meta("52:54:00:00:00:05", "192.0.2.5"));
+    Map<String, String> links = Map.of("vnet1", "fe:54:00:00:00:01", "vnet2", "fe:54:00:00:00:02", "vnet4", "fe:54:00:00:00:04");
+    List<Check> c = Checks.domains(List.of(good, bare, tap, differ, gone), Config.defaults(), links::get, "qemu:///system");
+    List<String> got = c.stream().map(x -> x.status() + " " + x.id() + " " + x.subject()).toList();
+    assertEquals(
+        List.of(
+            "PASS nic good net0 52:54:00:00:00:01",
+            "WARN nic-metadata bare net0 52:54:00:00:00:02",
+            "WARN nic-type macvtap net0 52:54:00:00:00:03",
+            "WARN metadata-agree differ",
+            "PASS nic differ net0 52:54:00:00:00:04",
+            "FAIL nic-tap gone net0 52:54:00:00:00:05"),
+        got);
+    Check agree = c.get(3);
+    assertTrue(agree.fix().contains("virsh metadata differ --uri https://ungleich.ch/uncloud/hook/1 --key uc --config --set"), agree.fix());
+  }
+
+  @Test
+  void invalidMetadataFails() {
+    DomainView bad = view("bad", 6, "bridge", meta("52:54:00:00:00:99", "192.0.2.6"), "");
+    assertNull(bad.policy());
+    Check c = Checks.domains(List.of(bad), Config.defaults(), t -> "x", "qemu:///system").get(0);
+    assertEquals(Status.FAIL, c.status());
+    assertEquals("domain-metadata", c.id());
+  }
+
+  @Test
+  void conflicts() {
+    DomainView a = view("a", 1, "bridge", meta("52:54:00:00:00:01", "192.0.2.10", "2001:db8::/64"), "");
+    DomainView b = view("b", 2, "bridge", meta("52:54:00:00:00:02", "192.0.2.10"), "");
+    DomainView c = view("c", 3, "bridge", null, meta("52:54:00:00:00:03", "2001:db8::5"));
+    List<Check> got = Checks.conflicts(List.of(a, b, c));
+    assertEquals(2, got.size());
+    assertEquals(Status.FAIL, got.get(0).status());
+    assertTrue(got.get(0).found().startsWith("192.0.2.10 claimed by a (52:54:00:00:00:01) and b"), got.get(0).found());
+    assertEquals(Status.WARN, got.get(1).status()); // c is not running
+    assertEquals(Status.PASS, Checks.conflicts(List.of(a)).get(0).status());
+    assertEquals(List.of("192.0.2.10 overlaps 192.0.2.10 of a (52:54:00:00:00:01, running)"),
+        Checks.conflictsWith("b", b.metadata(), List.of(a, b, c)));
+  }
+
+  @Test
+  void driftAndStale() {
+    ReconcilePlan clean = new ReconcilePlan("", List.of(), List.of(), Map.of());
+    assertEquals(List.of(Status.PASS, Status.PASS), Checks.drift(clean, 3).stream().map(Check::status).toList());
+    ReconcilePlan dirty =
+        new ReconcilePlan(
+            "x",
+            List.of(
+                new ReconcilePlan.Change("update", "vnet1", "vm1", "u", "rules differ; missing: 'own IPv4'"),
+                new ReconcilePlan.Change("remove", "vnet9", null, null, "interface vnet9 no longer exists")),
+            List.of(), Map.of());
+    List<Check> d = Checks.drift(dirty, 3);
+    assertEquals(List.of("FAIL drift", "WARN stale"), d.stream().map(x -> x.status() + " " + x.id()).toList());
+    assertEquals("uncloud-hook reconcile", d.get(0).fix());
+  }
+
+  @Test
+  void sysctlAndExitCodes() {
+    List<Check> s = Checks.bridgeNfCall("1", null);
+    assertEquals(Status.WARN, s.get(0).status());
+    assertTrue(s.get(0).fix().startsWith("sysctl -w net.bridge.bridge-nf-call-iptables=0"));
+    assertEquals(Status.PASS, s.get(1).status());
+    assertEquals(0, Checks.exitCode(List.of(Check.pass("a", null, "x"))));
+    assertEquals(1, Checks.exitCode(List.of(Check.pass("a", null, "x"), Check.warn("b", null, "y", "z"))));
+    assertEquals(2, Checks.exitCode(List.of(Check.fail("a", null, "x", "f"), Check.warn("b", null, "y", "z"))));
+  }
+}

@@ -1,0 +1,567 @@
+package ch.ungleich.uncloud.tests;
+
+import static ch.ungleich.uncloud.tests.lab.Verdict.DELIVERED;
+import static ch.ungleich.uncloud.tests.lab.Verdict.DROPPED;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ch.ungleich.uncloud.tests.lab.FrameBatch;
+import ch.ungleich.uncloud.tests.lab.FrameTool;
+import ch.ungleich.uncloud.tests.lab.Guest;
+import ch.ungleich.uncloud.tests.lab.NetnsLab;
+import ch.ungleich.uncloud.tests.lab.NftTable;
+import ch.ungleich.uncloud.tests.lab.PrivateLibvirtd;
+import ch.ungleich.uncloud.tests.lab.Proc;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Map;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.MethodOrderer;
+import org.junit.jupiter.api.Order;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInstance;
+import org.junit.jupiter.api.TestMethodOrder;
+
+/**
+ * The operator CLI (issue 5) against a real, private libvirtd inside the frame lab's hypervisor
+ * namespace, with the real hook installed as libvirt's qemu hook. Domains are qemu/TCG without disk
+ * (they sit in the BIOS, their option ROM disabled, so they send nothing).
+ *
+ * <p>The domain {@code ucc-vm1} has the MAC of the lab's first VM port. After it started (and its hook
+ * call installed chain {@code port-vnetN}), the lab's veth takes over the tap's name: the real tap is
+ * renamed away and the veth renamed to {@code vnetN}, so frames the lab sends from that port enter the
+ * bridge exactly as the domain's frames would, and {@code status} shows their drop counters.
+ *
+ * <p>Each doctor check is shown to PASS on the good host and to WARN/FAIL, with its fix, on a host
+ * broken that way; {@code reconcile} repairs what it can; every {@code --json} output parses and has
+ * the README's shape. Outputs are saved to {@code target/cli-samples/} (the README's samples).
+ */
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+@TestMethodOrder(MethodOrderer.OrderAnnotation.class)
+class CliLibvirtTest {
+  static final ObjectMapper JSON = new ObjectMapper();
+  static final String NS = "https://ungleich.ch/uncloud/hook/1";
+  static final Guest G1 = new Guest("52:54:00:aa:bb:01", "192.0.2.10", "2001:db8:0:1::10", "2001:db8:1234::/64");
+  static final String MAC2 = "52:54:00:aa:bb:02";
+  static final String MAC3 = "52:54:00:aa:bb:03";
+  static final String MAC4 = "52:54:00:aa:bb:04";
+  static final String MAC5 = "52:54:00:aa:bb:05";
+
+  NetnsLab lab;
+  PrivateLibvirtd lv;
+  FrameTool frames;
+  Path hooks;
+  Path samples;
+  String tap1;
+  List<String> cliFlags = List.of();
+
+  // ------------------------------------------------------------------ lab
+
+  @BeforeAll
+  void setUp() throws IOException {
+    samples = Path.of("target/cli-samples");
+    Files.createDirectories(samples);
+    lab = NetnsLab.create("cli", List.of(G1.mac()));
+    try {
+      lab.config();
+      lv = PrivateLibvirtd.start(lab.hv(), NetnsLab.PREFIX, launcher());
+      hooks = lv.dir().resolve("etc/hooks");
+      frames = FrameTool.start();
+      define("ucc-vm1", 1, bridgeNic(G1.mac()) + directNic(MAC4), meta(G1.mac(), G1.ip4(), G1.ip6(), G1.prefix6()));
+      define("ucc-vm2", 2, bridgeNic(MAC2), meta(MAC2, "192.0.2.20"));
+      start("ucc-vm1");
+      start("ucc-vm2");
+      tap1 = tapOf("ucc-vm1", G1.mac());
+      // the lab's veth becomes the domain's tap (see the class comment)
+      lab.exec(lab.hv(), "sh", "-ec",
+          "ip link set " + tap1 + " down; ip link set " + tap1 + " nomaster; ip link set " + tap1 + " name uccq0;"
+              + " ip link set vnet0 down; ip link set vnet0 name " + tap1 + " address fe" + G1.mac().substring(2) + ";"
+              + " ip link set " + tap1 + " up").ok();
+      // one dynamic class-data archive for every CLI run of this class: a third less CPU per run
+      cliFlags = List.of("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC");
+      Path jsa = lab.dir().resolve("cli.jsa");
+      List<String> first = new ArrayList<>(cliFlags);
+      first.add("-XX:ArchiveClassesAtExit=" + jsa);
+      cliFlags = first;
+      doctor("--json");
+      cliFlags = Files.exists(jsa)
+          ? List.of("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-XX:SharedArchiveFile=" + jsa)
+          : List.of("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC");
+    } catch (RuntimeException | IOException | Error e) {
+      tearDown();
+      throw e;
+    }
+  }
+
+  @AfterAll
+  void tearDown() {
+    if (frames != null) {
+      frames.close();
+    }
+    if (lv != null) {
+      lv.close();
+    }
+    if (lab != null) {
+      lab.close();
+    }
+  }
+
+  /** The launcher install/ writes: sets the config, execs an absolute java with our jar. */
+  String launcher() {
+    String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+    return "#!/bin/sh\n# uncloud-hook launcher\nUNCLOUD_HOOK_CONFIG='" + lab.configFile() + "'\nexport UNCLOUD_HOOK_CONFIG\n"
+        + "exec '" + java + "' -jar '" + NetnsLab.jar() + "' hook \"$@\"\n";
+  }
+
+  static String bridgeNic(String mac) {
+    return "<interface type='bridge'><source bridge='br0'/><mac address='" + mac + "'/><model type='virtio'/>"
+        + "<rom enabled='no'/></interface>";
+  }
+
+  /** macvtap on br0: a NIC the nft backend cannot filter. */
+  static String directNic(String mac) {
+    return "<interface type='direct'><source dev='br0' mode='bridge'/><mac address='" + mac + "'/>"
+        + "<model type='virtio'/><rom enabled='no'/></interface>";
+  }
+
+  static String meta(String mac, String... ips) {
+    StringBuilder b = new StringBuilder("<uc:firewall xmlns:uc='" + NS + "'><uc:interface mac='" + mac + "'>");
+    for (String ip : ips) {
+      b.append("<uc:ip address='").append(ip).append("'/>");
+    }
+    return b.append("</uc:interface></uc:firewall>").toString();
+  }
+
+  void define(String name, int n, String nics, String metadata) throws IOException {
+    String xml = "<domain type='qemu'><name>" + name + "</name><uuid>75636363-0000-4000-8000-00000000000" + n + "</uuid>"
+        + "<memory unit='MiB'>32</memory><vcpu>1</vcpu><os><type arch='x86_64' machine='pc'>hvm</type></os>"
+        + (metadata == null ? "" : "<metadata>" + metadata + "</metadata>")
+        + "<devices><emulator>/usr/bin/qemu-system-x86_64</emulator>" + nics
+        + "<video><model type='none'/></video><memballoon model='none'/></devices></domain>";
+    Path f = lab.dir().resolve(name + ".xml");
+    Files.writeString(f, xml);
+    lv.virsh("define", f.toString()).ok();
+  }
+
+  void start(String name) {
+    Proc.Result r = lv.virsh("start", name);
+    assertEquals(0, r.exit(), r.describe() + "\n--- hook log\n" + lab.hookLog());
+  }
+
+  String tapOf(String domain, String mac) {
+    Matcher m = Pattern.compile("(\\S+)\\s+\\S+\\s+\\S+\\s+\\S+\\s+" + mac).matcher(lv.virsh("domiflist", domain).ok().out());
+    assertTrue(m.find(), "no tap for " + mac);
+    return m.group(1);
+  }
+
+  // ------------------------------------------------------------------ running the CLI
+
+  /** The CLI as an operator runs it, in the hypervisor namespace (where the hook's nft runs). */
+  Proc.Result cli(String... args) {
+    List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString()));
+    cmd.addAll(cliFlags);
+    cmd.addAll(List.of("-jar", NetnsLab.jar().toString()));
+    cmd.addAll(List.of(args));
+    cmd.addAll(List.of("--connect", lv.uri()));
+    if (!args[0].equals("doctor")) {
+      cmd.addAll(List.of("--config-file", lab.configFile().toString()));
+    }
+    long t0 = System.nanoTime();
+    Proc.Result r = lab.execIn(lab.hv(), null, Duration.ofSeconds(180), cmd.toArray(String[]::new));
+    System.err.printf("uncloud-hook %s: exit %d, %d ms%n", String.join(" ", args), r.exit(), (System.nanoTime() - t0) / 1_000_000);
+    return r;
+  }
+
+  Proc.Result doctor(String... more) {
+    List<String> args = new ArrayList<>(List.of("doctor", "--hooks-dir", hooks.toString()));
+    args.addAll(List.of(more));
+    return cli(args.toArray(String[]::new));
+  }
+
+  /** Saves an output for the README: the command as an operator types it, then its stdout. */
+  void sample(String name, String command, Proc.Result r) {
+    String text = "$ " + command + "\n" + r.out() + (r.err().isBlank() ? "" : r.err()) + "[exit " + r.exit() + "]\n";
+    try {
+      Files.writeString(samples.resolve(name + ".txt"), text.replace(lv.uri(), "URI").replace(lab.dir().toString(), "LAB"));
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  static JsonNode json(Proc.Result r) {
+    try {
+      return JSON.readTree(r.out());
+    } catch (IOException e) {
+      throw new AssertionError("not JSON: " + r.describe(), e);
+    }
+  }
+
+  static List<String> keys(JsonNode n) {
+    List<String> out = new ArrayList<>();
+    for (Iterator<String> i = n.fieldNames(); i.hasNext(); ) {
+      out.add(i.next());
+    }
+    return out;
+  }
+
+  /** The doctor lines with this id; asserts there is at least one. */
+  static List<String> lines(Proc.Result doctor, String id) {
+    List<String> out = doctor.out().lines().filter(l -> l.matches("(PASS|WARN|FAIL)\\s+" + Pattern.quote(id) + "\\s.*")).toList();
+    assertFalse(out.isEmpty(), "no '" + id + "' line in:\n" + doctor.out());
+    return out;
+  }
+
+  static String line(Proc.Result doctor, String id, String contains) {
+    return lines(doctor, id).stream().filter(l -> l.contains(contains)).findFirst()
+        .orElseThrow(() -> new AssertionError("no '" + id + "' line with '" + contains + "' in:\n" + doctor.out()));
+  }
+
+  static void assertStatus(String status, String line) {
+    assertTrue(line.startsWith(status), "expected " + status + ": " + line);
+  }
+
+  /** The fix a WARN/FAIL line proposes. */
+  static String fix(String line) {
+    int i = line.indexOf("  -> fix: ");
+    assertTrue(i > 0, "no fix in: " + line);
+    return line.substring(i + "  -> fix: ".length());
+  }
+
+  NftTable table() {
+    return lab.table();
+  }
+
+  // ------------------------------------------------------------------ good host
+
+  @Test
+  @Order(1)
+  void goodHostPassesEveryCheck() {
+    Proc.Result r = doctor();
+    sample("doctor-good", "uncloud-hook doctor", r);
+    // the macvtap NIC of ucc-vm1 is the one warning of this host: its check is shown below
+    List<String> notPass = r.out().lines().filter(l -> l.startsWith("WARN") || l.startsWith("FAIL")).toList();
+    assertEquals(1, notPass.size(), r.describe());
+    assertStatus("WARN", line(r, "nic-type", "ucc-vm1 net1 " + MAC4));
+    assertEquals(1, r.exit(), r.describe());
+    for (String id : List.of("hook", "hook-java", "hook-jar", "config", "libvirtd-hook", "libvirt", "nft", "nft-kernel", "nic",
+        "drift", "stale", "conflict", "sysctl")) {
+      lines(r, id).forEach(l -> assertStatus("PASS", l));
+    }
+    // doctor found the config through the launcher
+    assertTrue(line(r, "config", "valid").contains(lab.configFile().toString()), r.out());
+
+    // the macvtap NIC marked trusted (the fix doctor proposes): then every check passes
+    String trusted = fix(line(r, "nic-type", MAC4)).replaceFirst("^.*(uncloud-hook metadata set .*)$", "$1");
+    assertEquals("uncloud-hook metadata set ucc-vm1 --mac " + MAC4 + " --trusted", trusted);
+    Proc.Result set = cli("metadata", "set", "ucc-vm1", "--mac", MAC4, "--trusted");
+    assertEquals(0, set.exit(), set.describe());
+    Proc.Result all = doctor("--json");
+    sample("doctor-good-json", "uncloud-hook doctor --json", all);
+    JsonNode j = json(all);
+    assertEquals(List.of("exit_code", "summary", "checks"), keys(j));
+    assertEquals(0, j.get("exit_code").asInt(), all.out());
+    assertEquals(0, all.exit());
+    assertEquals(List.of("pass", "warn", "fail"), keys(j.get("summary")));
+    assertEquals(0, j.get("summary").get("warn").asInt() + j.get("summary").get("fail").asInt(), all.out());
+    for (JsonNode c : j.get("checks")) {
+      assertEquals(List.of("id", "status", "subject", "found", "fix"), keys(c));
+      assertEquals("PASS", c.get("status").asText());
+      assertTrue(c.get("fix").isNull());
+    }
+  }
+
+  @Test
+  @Order(2)
+  void statusShowsEveryNicAsTableAndJson() {
+    Proc.Result t = cli("status");
+    sample("status", "uncloud-hook status", t);
+    assertEquals(0, t.exit(), t.describe());
+    assertTrue(t.out().matches("(?s)DOMAIN +NIC +TAP +MAC +MODE +RULES +DROPPED +ALLOWED\n.*"), t.out());
+    assertTrue(t.out().matches("(?s).*\nucc-vm1 +net0 +" + tap1 + " +" + G1.mac() + " +filter +installed +0 pkts / 0 B +.*"), t.out());
+    assertTrue(t.out().contains("192.0.2.10, 2001:db8:0:1::10, 2001:db8:1234::/64, " + G1.linkLocal()), t.out());
+    Proc.Result j = cli("status", "ucc-vm2", "--json");
+    sample("status-json", "uncloud-hook status ucc-vm2 --json", j);
+    JsonNode s = json(j);
+    assertEquals(List.of("backend", "domains"), keys(s));
+    JsonNode d = s.get("domains").get(0);
+    assertEquals(List.of("name", "uuid", "running", "error", "nics"), keys(d));
+    JsonNode n = d.get("nics").get(0);
+    assertEquals(List.of("name", "mac", "tap", "type", "mode", "reason", "ipv4", "ipv6", "rules", "dropped"), keys(n));
+    assertEquals("installed", n.get("rules").asText());
+    assertEquals("[\"192.0.2.20\"]", n.get("ipv4").toString());
+    assertEquals(List.of("packets", "bytes"), keys(n.get("dropped")));
+  }
+
+  @Test
+  @Order(3)
+  void statusCountersRiseWhenTheLabSendsSpoofedFrames() {
+    long[] before = dropped("ucc-vm1");
+    String to = "Ether(src=MAC, dst=GW_MAC)/";
+    Map<String, FrameBatch.Outcome> got =
+        frames.batch(lab)
+            .add("own address", lab.vm(0), G1, to + "IP(src=IP4, dst=GW4)/UDP(sport=4000, dport=5000)")
+            .add("spoofed IPv4 source", lab.vm(0), G1, to + "IP(src=SPOOF4, dst=GW4)/UDP(sport=4000, dport=5000)")
+            .add("spoofed MAC", lab.vm(0), G1, "Ether(src=SPOOF_MAC, dst=GW_MAC)/IP(src=IP4, dst=GW4)/UDP()")
+            .add("ARP for a foreign IPv4", lab.vm(0), G1,
+                "Ether(src=MAC, dst='ff:ff:ff:ff:ff:ff')/ARP(op=1, hwsrc=MAC, psrc=SPOOF4, pdst=GW4)")
+            .add("spoofed IPv6 source", lab.vm(0), G1, to + "IPv6(src=SPOOF6, dst=GW6)/UDP(sport=4000, dport=5000)")
+            .run();
+    assertEquals(DELIVERED, got.get("own address").verdict(), got.get("own address").describe());
+    long spoofed = 0;
+    for (FrameBatch.Outcome o : got.values()) {
+      if (!o.name().equals("own address")) {
+        assertEquals(DROPPED, o.verdict(), o.describe());
+        spoofed++;
+      }
+    }
+    long[] after = dropped("ucc-vm1");
+    assertEquals(before[0] + spoofed, after[0], "dropped packets before " + before[0] + ", after " + after[0]);
+    assertTrue(after[1] > before[1]);
+    // status reports nft's own counters: the sum of the counting drop rules of port-<tap>
+    assertEquals(table().chains().get("port-" + tap1).droppedPackets(), after[0]);
+    sample("status-after-spoofing", "uncloud-hook status", cli("status"));
+  }
+
+  long[] dropped(String domain) {
+    JsonNode n = json(cli("status", domain, "--json").ok()).get("domains").get(0).get("nics").get(0);
+    return new long[] {n.get("dropped").get("packets").asLong(), n.get("dropped").get("bytes").asLong()};
+  }
+
+  @Test
+  @Order(4)
+  void planShowsWhatTheHookInstallsAndChangesNothing() {
+    String before = lab.ruleset();
+    Proc.Result p = cli("plan", "ucc-vm2");
+    sample("plan", "uncloud-hook plan ucc-vm2", p);
+    assertEquals(0, p.exit(), p.describe());
+    assertTrue(p.out().contains("ip saddr { 192.0.2.20 } accept comment \"own IPv4\""), p.out());
+    JsonNode j = json(cli("plan", "ucc-vm2", "--json"));
+    assertEquals(List.of("domain", "uuid", "backend", "running", "placeholder_taps", "nics", "warnings", "script", "filterrefs"), keys(j));
+    assertTrue(j.get("running").asBoolean());
+    assertEquals(before, lab.ruleset());
+  }
+
+  // ------------------------------------------------------------------ metadata
+
+  @Test
+  @Order(5)
+  void metadataSetValidatesWritesBothDefinitionsAndApplies() {
+    Proc.Result clash = cli("metadata", "set", "ucc-vm2", "--mac", MAC2, "--ip", "192.0.2.10");
+    sample("metadata-set-conflict", "uncloud-hook metadata set ucc-vm2 --mac " + MAC2 + " --ip 192.0.2.10", clash);
+    assertEquals(1, clash.exit(), clash.describe());
+    assertTrue(clash.err().contains("192.0.2.10 overlaps 192.0.2.10 of ucc-vm1"), clash.err());
+    Proc.Result notNic = cli("metadata", "set", "ucc-vm2", "--mac", "52:54:00:aa:bb:99", "--ip", "192.0.2.29");
+    assertEquals(1, notNic.exit(), notNic.describe());
+
+    Proc.Result set = cli("metadata", "set", "ucc-vm2", "--mac", MAC2, "--ip", "192.0.2.21", "--ip", "2001:db8:2::/64", "--apply");
+    sample("metadata-set", "uncloud-hook metadata set ucc-vm2 --mac " + MAC2 + " --ip 192.0.2.21 --ip 2001:db8:2::/64 --apply", set);
+    assertEquals(0, set.exit(), set.describe());
+    assertTrue(set.out().contains("written to the live and config definitions"), set.out());
+    assertTrue(set.out().contains("update " + tapOf("ucc-vm2", MAC2) + " (ucc-vm2)"), set.out());
+    Proc.Result show = cli("metadata", "show", "ucc-vm2", "--json");
+    sample("metadata-show-json", "uncloud-hook metadata show ucc-vm2 --json", show);
+    JsonNode j = json(show);
+    assertEquals(List.of("domain", "uuid", "running", "persistent", "live", "config", "agree", "error"), keys(j));
+    assertTrue(j.get("agree").asBoolean());
+    assertEquals("[\"192.0.2.21\",\"2001:db8:2::/64\"]", j.get("config").get("interfaces").get(0).get("ips").toString());
+    assertTrue(lab.ruleset().contains("192.0.2.21"), lab.ruleset());
+    sample("metadata-show", "uncloud-hook metadata show ucc-vm2", cli("metadata", "show", "ucc-vm2"));
+  }
+
+  // ------------------------------------------------------------------ a host broken in many ways
+
+  @Test
+  @Order(6)
+  void brokenHostShowsEachProblemWithItsFixAndReconcileRepairs() throws IOException {
+    String tap2 = tapOf("ucc-vm2", MAC2);
+    // first what only the operator can fix (metadata set --apply runs reconcile, which would repair the rest):
+    // two domains claiming one address (forced past metadata set's own check)
+    assertEquals(0, cli("metadata", "set", "ucc-vm2", "--mac", MAC2, "--ip", "192.0.2.10", "--force", "--apply").exit());
+    // live and persistent metadata disagree
+    assertEquals(0, cli("metadata", "set", "ucc-vm1", "--live", "--mac", G1.mac(), "--ip", G1.ip4(), "--ip", G1.ip6(),
+        "--ip", G1.prefix6(), "--ip", "198.51.100.10", "--force", "--apply").exit());
+    // a NIC without metadata
+    define("ucc-vm3", 3, bridgeNic(MAC3), null);
+    start("ucc-vm3");
+    // bridged traffic through iptables
+    lab.exec(lab.hv(), "sh", "-c", "echo 1 > /proc/sys/net/bridge/bridge-nf-call-iptables").ok();
+    // then what reconcile repairs: a rule deleted by hand
+    String handle = lab.nft("-a", "list", "chain", "bridge", "uncloud", "port-" + tap2).ok().out().lines()
+        .filter(l -> l.contains("comment \"own IPv4\"")).map(l -> l.replaceFirst(".*# handle ", "")).findFirst().orElseThrow();
+    lab.nft("delete", "rule", "bridge", "uncloud", "port-" + tap2, "handle", handle).ok();
+    // a stale chain (its tap is gone) and a stale ownership record
+    lab.nftLoad("add chain bridge uncloud port-vnet99\nadd element bridge uncloud ports { \"vnet99\" comment \"gone "
+        + "75636363-0000-4000-8000-000000000099 52:54:00:aa:bb:99\" : jump port-vnet99 }\n");
+    Files.writeString(lab.stateDir().resolve("taps/vnet98"), "75636363-0000-4000-8000-000000000098 52:54:00:aa:bb:98 gone\n");
+
+    Proc.Result r = doctor();
+    sample("doctor-broken", "uncloud-hook doctor", r);
+    assertEquals(2, r.exit(), r.describe());
+    String drift = line(r, "drift", tap2 + " (ucc-vm2)");
+    assertStatus("FAIL", drift);
+    assertTrue(drift.contains("missing: 'own IPv4'"), drift);
+    assertEquals("uncloud-hook reconcile", fix(drift));
+    String stale = line(r, "stale", "vnet99");
+    assertStatus("WARN", stale);
+    assertEquals("uncloud-hook reconcile", fix(stale));
+    assertStatus("WARN", line(r, "records", "vnet98"));
+    String conflict = line(r, "conflict", "192.0.2.10");
+    assertStatus("FAIL", conflict);
+    assertTrue(conflict.contains("ucc-vm1") && conflict.contains("ucc-vm2") && conflict.contains("both running"), conflict);
+    String unlisted = line(r, "nic-metadata", "ucc-vm3 net0 " + MAC3);
+    assertStatus("WARN", unlisted);
+    assertTrue(unlisted.contains("unlisted=deny"), unlisted);
+    assertEquals("uncloud-hook metadata set ucc-vm3 --mac " + MAC3 + " --ip ADDRESS [--ip ...] --apply", fix(unlisted));
+    String agree = line(r, "metadata-agree", "ucc-vm1");
+    assertStatus("WARN", agree);
+    assertTrue(agree.contains("198.51.100.10"), agree);
+    String sysctl = line(r, "sysctl", "bridge-nf-call-iptables");
+    assertStatus("WARN", sysctl);
+    assertTrue(fix(sysctl).startsWith("sysctl -w net.bridge.bridge-nf-call-iptables=0"), sysctl);
+
+    // reconcile repairs the rules, the leftovers and the records; twice is a no-op
+    Proc.Result dry = cli("reconcile", "--dry-run");
+    sample("reconcile-dry-run", "uncloud-hook reconcile --dry-run", dry);
+    assertTrue(dry.out().contains("update " + tap2) && dry.out().contains("nft script:"), dry.out());
+    Proc.Result rec = cli("reconcile");
+    sample("reconcile", "uncloud-hook reconcile", rec);
+    assertEquals(0, rec.exit(), rec.describe());
+    assertTrue(rec.out().contains("remove vnet99 (gone): interface vnet99 no longer exists"), rec.out());
+    assertTrue(rec.out().contains("record vnet98 (gone): stale ownership record removed"), rec.out());
+    JsonNode again = json(cli("reconcile", "--json"));
+    assertEquals(List.of("dry_run", "changed", "running_domains", "filtered_nics", "changes", "notes", "errors", "warnings", "script"),
+        keys(again));
+    assertFalse(again.get("changed").asBoolean(), again.toString());
+    assertEquals("", again.get("script").asText());
+    assertTrue(table().port("vnet99").isEmpty());
+    assertFalse(Files.exists(lab.stateDir().resolve("taps/vnet98")));
+
+    Proc.Result mid = doctor();
+    lines(mid, "drift").forEach(l -> assertStatus("PASS", l));
+    lines(mid, "stale").forEach(l -> assertStatus("PASS", l));
+    assertFalse(mid.out().contains("records"), mid.out());
+
+    // what reconcile cannot decide, each fixed as doctor says
+    assertEquals(0, cli("metadata", "set", "ucc-vm2", "--mac", MAC2, "--ip", "192.0.2.21", "--apply").exit());
+    assertEquals(0, cli("metadata", "set", "ucc-vm3", "--mac", MAC3, "--ip", "192.0.2.30", "--apply").exit());
+    Proc.Result agreeFix = Proc.run(Duration.ofSeconds(60), null, List.of("sh", "-c", fix(agree).replaceFirst("^if live is right: ", "")
+        .replaceFirst(" \\(if persistent is right.*$", "")));
+    assertEquals(0, agreeFix.exit(), agreeFix.describe());
+    lab.exec(lab.hv(), "sh", "-c", fix(sysctl).replaceFirst(" and persist.*$", "").replace("sysctl -w net.bridge.bridge-nf-call-iptables=0",
+        "echo 0 > /proc/sys/net/bridge/bridge-nf-call-iptables")).ok();
+    Proc.Result good = doctor();
+    assertEquals(0, good.exit(), good.describe());
+    assertTrue(line(good, "nic", "ucc-vm1 net0").contains("198.51.100.10"), good.out());
+  }
+
+  // ------------------------------------------------------------------ the hook file
+
+  @Test
+  @Order(7)
+  void hookNotExecutableOrMissing() throws IOException {
+    Path hook = hooks.resolve("qemu");
+    Files.setPosixFilePermissions(hook, PosixFilePermissions.fromString("rw-r--r--"));
+    Proc.Result r = doctor();
+    sample("doctor-hook-not-executable", "uncloud-hook doctor", r);
+    String l = line(r, "hook", hook.toString());
+    assertStatus("FAIL", l);
+    assertTrue(fix(l).startsWith("chmod 755 " + hook), l);
+    assertEquals(2, r.exit());
+    Proc.Result chmod = Proc.run(Duration.ofSeconds(10), null, List.of("sh", "-c", fix(l).replaceFirst(",.*$", "")));
+    assertEquals(0, chmod.exit(), chmod.describe());
+    lines(doctor(), "hook").forEach(x -> assertStatus("PASS", x));
+
+    Path away = lab.dir().resolve("qemu.away");
+    Files.move(hook, away);
+    Proc.Result m = doctor();
+    sample("doctor-hook-missing", "uncloud-hook doctor", m);
+    String missing = line(m, "hook", "no hook");
+    assertStatus("FAIL", missing);
+    assertTrue(fix(missing).contains("install"), missing);
+    Files.move(away, hook, StandardCopyOption.ATOMIC_MOVE);
+    lines(doctor(), "hook").forEach(x -> assertStatus("PASS", x));
+  }
+
+  @Test
+  @Order(8)
+  void libvirtdStartedBeforeTheHookNeverCallsIt() throws IOException {
+    Path hook = hooks.resolve("qemu");
+    String text = Files.readString(hook);
+    Files.delete(hook);
+    lv.restart(); // libvirtd now runs without a hook ...
+    Files.writeString(hook, text); // ... and does not notice this one
+    Files.setPosixFilePermissions(hook, PosixFilePermissions.fromString("rwxr-xr-x"));
+    Proc.Result r = doctor();
+    sample("doctor-libvirtd-before-hook", "uncloud-hook doctor", r);
+    String l = line(r, "libvirtd-hook", "BEFORE");
+    assertStatus("WARN", l);
+    assertTrue(fix(l).startsWith("restart libvirtd"), l);
+
+    // the consequence: a domain started now gets no rules; doctor sees it, reconcile repairs it
+    define("ucc-vm5", 5, bridgeNic(MAC5), meta(MAC5, "192.0.2.50"));
+    start("ucc-vm5");
+    String tap5 = tapOf("ucc-vm5", MAC5);
+    assertTrue(table().port(tap5).isEmpty(), "the hook ran although libvirtd should not know it");
+    Proc.Result d = doctor();
+    assertStatus("FAIL", line(d, "drift", tap5));
+    assertTrue(cli("status", "ucc-vm5").out().contains("missing"));
+    Proc.Result rec = cli("reconcile");
+    assertTrue(rec.out().contains("install " + tap5 + " (ucc-vm5): chain port-" + tap5 + " was missing"), rec.out());
+    assertTrue(table().port(tap5).isPresent());
+
+    lv.restart(); // the fix doctor gave
+    Proc.Result after = doctor();
+    assertStatus("PASS", lines(after, "libvirtd-hook").get(0));
+    assertEquals(0, after.exit(), after.describe());
+  }
+
+  // ------------------------------------------------------------------ after a crash
+
+  @Test
+  @Order(9)
+  void reconcileRebuildsEverythingAfterACrashInOneTransaction() throws IOException {
+    lab.nft("flush", "ruleset").ok();
+    try (var s = Files.walk(lab.stateDir())) {
+      s.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+    }
+    Proc.Result broken = doctor("--json");
+    assertEquals(2, json(broken).get("exit_code").asInt(), broken.out());
+    Proc.Result rec = cli("reconcile", "--json");
+    sample("reconcile-after-crash-json", "uncloud-hook reconcile --json", rec);
+    JsonNode j = json(rec);
+    assertTrue(j.get("changed").asBoolean());
+    List<String> actions = new ArrayList<>();
+    j.get("changes").forEach(c -> actions.add(c.get("action").asText()));
+    assertEquals("prelude", actions.get(0), j.toString());
+    assertEquals(4, actions.stream().filter(a -> a.equals("install")).count(), j.toString()); // vm1, vm2, vm3, vm5
+    assertEquals(List.of("action", "tap", "domain", "uuid", "detail"), keys(j.get("changes").get(0)));
+    assertTrue(j.get("script").asText().startsWith("add table bridge uncloud"), j.toString());
+    assertEquals("nothing to change", cli("reconcile").out().replaceFirst("^reconcile: (nothing to change).*\\n$", "$1"));
+    assertEquals(0, doctor().exit());
+    // and the rules work: the lab's spoofed frame is dropped, its own one delivered
+    Map<String, FrameBatch.Outcome> got =
+        frames.batch(lab)
+            .add("own", lab.vm(0), G1, "Ether(src=MAC, dst=GW_MAC)/IP(src=IP4, dst=GW4)/UDP()")
+            .add("spoofed", lab.vm(0), G1, "Ether(src=MAC, dst=GW_MAC)/IP(src=SPOOF4, dst=GW4)/UDP()")
+            .run();
+    assertEquals(DELIVERED, got.get("own").verdict());
+    assertEquals(DROPPED, got.get("spoofed").verdict());
+    assertNotNull(lab.stateDir().resolve("domains").toFile().list());
+    assertEquals(4, lab.stateDir().resolve("taps").toFile().list().length);
+  }
+}
