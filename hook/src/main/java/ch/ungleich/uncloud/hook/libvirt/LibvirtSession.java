@@ -6,7 +6,6 @@ import java.util.ArrayList;
 import java.util.List;
 import org.libvirt.Connect;
 import org.libvirt.Domain;
-import org.libvirt.ErrorCallback;
 import org.libvirt.LibvirtException;
 import org.libvirt.NetworkFilter;
 import org.libvirt.jna.Libvirt;
@@ -28,13 +27,6 @@ public final class LibvirtSession implements AutoCloseable {
   private static final int METADATA_ELEMENT = 2;
   /** virConnectListAllDomainsFlags: VIR_CONNECT_LIST_DOMAINS_ACTIVE. */
   private static final int LIST_ACTIVE = 1;
-
-  /**
-   * libvirt's default error handler prints every error to stderr ("libvirt: XML-RPC error : …") before
-   * we report it once as an {@link UncloudException}; this one prints nothing. Static: JNA must keep
-   * the callback reachable.
-   */
-  private static final ErrorCallback QUIET = new ErrorCallback();
 
   private final Connect conn;
   private final String uri;
