@@ -20,10 +20,8 @@ import picocli.CommandLine.Spec;
 @Command(
     name = "install",
     mixinStandardHelpOptions = true,
-    description = {
-      "Define or update the uncloud-* nwfilters in libvirt (idempotent).",
-      "Prints one line per filter: defined, updated or unchanged."
-    })
+    description = "Define or update the uncloud-* nwfilters in libvirt (idempotent). Prints one line per"
+        + " filter: defined, updated or unchanged.")
 final class NwfilterInstallCommand implements Runnable {
   @Spec CommandSpec spec;
 

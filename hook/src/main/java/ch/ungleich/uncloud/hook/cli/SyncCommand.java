@@ -29,11 +29,9 @@ import picocli.CommandLine.Spec;
 @Command(
     name = "sync",
     mixinStandardHelpOptions = true,
-    description = {
-      "Write each NIC's uncloud-* <filterref> from the domain metadata (backend = nwfilter),",
-      "into the persistent definition and, if the domain runs, the live one. Idempotent.",
-      "With backend = nft, removes uncloud-* filterrefs instead."
-    })
+    description = "Write each NIC's uncloud-* <filterref> from the domain metadata (backend = nwfilter) into"
+        + " the persistent definition and, if the domain runs, the live one. Idempotent. With backend = nft,"
+        + " removes uncloud-* filterrefs instead.")
 final class SyncCommand implements Callable<Integer> {
   @Spec CommandSpec spec;
 
