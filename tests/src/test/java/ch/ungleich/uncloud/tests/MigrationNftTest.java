@@ -45,8 +45,6 @@ class MigrationNftTest {
   private TwoHostLab lab;
   private LabGuest guest;
   private final List<Double> hookP2pGaps = new ArrayList<>();
-  /** Where the guest runs now. */
-  private LibvirtHost at;
 
   @BeforeAll
   void setUp() throws IOException {
@@ -88,7 +86,6 @@ class MigrationNftTest {
   void bootOnAProtected() {
     long since = Observer.nowNs();
     lab.defineAndStart(lab.a(), guest, guest.firewallMetadata());
-    at = lab.a();
     LabGuest.awaitUp(lab.console(guest), 90_000);
     lab.observer().awaitKinds(LabGuest.LEGIT, since, 30_000);
     sleepMs(1500);
@@ -170,7 +167,6 @@ class MigrationNftTest {
     lab.a().virsh("metadata", guest.name(), "--uri", NS_URI, "--key", "uc", "--live", "--config", "--set", fw).check();
     TwoHostLab.Migration m = lab.migrate(guest.name(), lab.a(), lab.b(), false);
     assertTrue(m.result().ok(), "virsh migrate A->B: " + m.result().err() + m.result().out());
-    at = lab.b();
     sleepMs(1500);
     Observer.Summary after = lab.observer().summary(m.endNs(), Observer.nowNs());
     report("A->B after removing the guest's IPv6 from its metadata: %.2f s%n%s", m.seconds(), after);
@@ -275,7 +271,6 @@ class MigrationNftTest {
     int callsBefore = callLines(to).size();
     TwoHostLab.Migration m = lab.migrate(guest.name(), from, to, p2p);
     assertTrue(m.result().ok(), "virsh migrate " + what + ": " + m.result().err() + m.result().out());
-    at = to;
     sleepMs(1500);
     Observer.Summary s = lab.observer().summary(m.startNs() - 1_000_000_000L, Observer.nowNs());
     Observer.Summary after = lab.observer().summary(m.endNs(), Observer.nowNs());
