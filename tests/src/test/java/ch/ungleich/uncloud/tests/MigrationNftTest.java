@@ -123,7 +123,7 @@ class MigrationNftTest {
       assertEquals(List.of(guest.name()), lab.a().runningDomains(), "VM keeps running on A");
       assertEquals(List.of(), lab.b().allDomains(), "nothing of the VM on B");
       assertNothingLeft(lab.b(), "B after the refused migration");
-      sleepMs(1500);
+      awaitLegitAfter(m.endNs());
       Observer.Summary after = lab.observer().summary(m.startNs(), Observer.nowNs());
       assertEquals(0, after.spoofed(), "still protected on A:\n" + after);
       assertTrue(after.count("legit4") > 10, "still probing from A:\n" + after);
@@ -149,7 +149,8 @@ class MigrationNftTest {
     assertEquals(List.of(guest.name()), lab.a().runningDomains(), "guest survives the libvirtd restart");
     assertPortRules(lab.a(), tap);
     long t2 = Observer.nowNs();
-    sleepMs(1500);
+    sleepMs(1000);
+    awaitLegitAfter(t2);
     Observer.Summary s = lab.observer().summary(t0, Observer.nowNs());
     Observer.Summary after = lab.observer().summary(t2, Observer.nowNs());
     report("save+restore %.2f s, libvirtd restart %.2f s:%n%s", (t1 - t0) / 1e9, (t2 - t1) / 1e9, s);
@@ -167,7 +168,8 @@ class MigrationNftTest {
     lab.a().virsh("metadata", guest.name(), "--uri", NS_URI, "--key", "uc", "--live", "--config", "--set", fw).check();
     TwoHostLab.Migration m = lab.migrate(guest.name(), lab.a(), lab.b(), false);
     assertTrue(m.result().ok(), "virsh migrate A->B: " + m.result().err() + m.result().out());
-    sleepMs(1500);
+    sleepMs(1000);
+    awaitLegitAfter(m.endNs());
     Observer.Summary after = lab.observer().summary(m.endNs(), Observer.nowNs());
     report("A->B after removing the guest's IPv6 from its metadata: %.2f s%n%s", m.seconds(), after);
     assertEquals(0, after.count("legit6"), "B drops the IPv6 no longer listed:\n" + after);
@@ -226,6 +228,7 @@ class MigrationNftTest {
     assertPortRules(lab.b(), tap(lab.b()));
     long t1 = Observer.nowNs();
     sleepMs(1000);
+    awaitLegitAfter(t1);
     Observer.Summary s = lab.observer().summary(t0, Observer.nowNs());
     Observer.Summary after = lab.observer().summary(t1, Observer.nowNs());
     report("aborted migration window:%n%s", s);
@@ -253,6 +256,7 @@ class MigrationNftTest {
     TwoHostLab.Migration m = lab.migrate(guest.name(), lab.b(), lab.a(), true);
     assertTrue(m.result().ok(), "virsh migrate B->A: " + m.result().err() + m.result().out());
     sleepMs(1000);
+    awaitLegitAfter(m.endNs());
     double gap0 = outage(lab.observer().summary(m0.startNs() - 1_000_000_000L, m0.endNs() + 1_000_000_000L));
     double gap = outage(lab.observer().summary(m.startNs() - 1_000_000_000L, m.endNs() + 1_000_000_000L));
     Observer.Summary after = lab.observer().summary(m.endNs(), Observer.nowNs());
@@ -271,7 +275,8 @@ class MigrationNftTest {
     int callsBefore = callLines(to).size();
     TwoHostLab.Migration m = lab.migrate(guest.name(), from, to, p2p);
     assertTrue(m.result().ok(), "virsh migrate " + what + ": " + m.result().err() + m.result().out());
-    sleepMs(1500);
+    sleepMs(1000);
+    awaitLegitAfter(m.endNs());
     Observer.Summary s = lab.observer().summary(m.startNs() - 1_000_000_000L, Observer.nowNs());
     Observer.Summary after = lab.observer().summary(m.endNs(), Observer.nowNs());
     report("migration %s with hook: %.2f s, largest legit gap %.1f ms%n%s", what, m.seconds(), s.maxLegitGapMs(), s);
@@ -380,6 +385,22 @@ class MigrationNftTest {
 
   private static void report(String fmt, Object... args) {
     System.out.println("[mig] " + String.format(fmt, args));
+  }
+
+  /**
+   * Waits (at most 60 s) until the observer has more than 10 legit4 and legitnet6 probes received
+   * after sinceNs: on a heavily loaded machine the TCG guest and the observer lag behind, and a
+   * fixed sleep made "probes arrive after" fail while nothing was wrong.
+   */
+  private void awaitLegitAfter(long sinceNs) {
+    long deadline = System.currentTimeMillis() + 60_000;
+    while (System.currentTimeMillis() < deadline) {
+      Observer.Summary s = lab.observer().summary(sinceNs, Observer.nowNs());
+      if (s.count("legit4") > 10 && s.count("legitnet6") > 10) {
+        return;
+      }
+      sleepMs(250);
+    }
   }
 
   private static void sleepMs(long ms) {
