@@ -464,7 +464,7 @@ public final class LibvirtHost implements AutoCloseable {
    * it lacks). libvirt re-probes by itself if a cached file is stale (binary/kernel changed), so
    * this is safe; a running libvirtd picks a file up at its first lookup of that emulator.
    */
-  void seedQemuCaps() {
+  public void seedQemuCaps() {
     Path seed = capsSeed();
     if (!Files.isDirectory(seed)) {
       return;
@@ -482,7 +482,7 @@ public final class LibvirtHost implements AutoCloseable {
   }
 
   /** Saves this host's qemu capabilities cache as the machine-wide seed (first run: ~8 s per emulator). */
-  void saveQemuCaps() {
+  public void saveQemuCaps() {
     Path seed = capsSeed();
     try (Stream<Path> s = Files.list(dir.resolve("cache/qemu/capabilities"))) {
       Files.createDirectories(seed);
