@@ -1,6 +1,7 @@
 package ch.ungleich.uncloud.hook;
 
 import ch.ungleich.uncloud.hook.cli.Cli;
+import ch.ungleich.uncloud.hook.hook.HookBatch;
 import ch.ungleich.uncloud.hook.hook.HookMain;
 import java.io.FileDescriptor;
 import java.io.FileOutputStream;
@@ -23,6 +24,12 @@ public final class Main {
       PrintStream out = new PrintStream(new FileOutputStream(FileDescriptor.out), false, StandardCharsets.UTF_8);
       System.setOut(err);
       System.exit(HookMain.main(Arrays.copyOfRange(args, 1, args.length), System.in, out, err));
+    }
+    if (args.length > 0 && args[0].equals("hook-batch")) {
+      // the launcher's reconnect batching (install/hook-launcher-reconnect.sh-snippet): same fast path
+      PrintStream err = new PrintStream(new FileOutputStream(FileDescriptor.err), true);
+      System.setOut(err);
+      System.exit(HookBatch.main(Arrays.copyOfRange(args, 1, args.length), err));
     }
     System.exit(Cli.run(args, System.out, System.err));
   }

@@ -1,0 +1,230 @@
+package ch.ungleich.uncloud.hook.hook;
+
+import ch.ungleich.uncloud.hook.ExitCodes;
+import ch.ungleich.uncloud.hook.UncloudException;
+import ch.ungleich.uncloud.hook.config.Config;
+import ch.ungleich.uncloud.hook.config.ConfigFile;
+import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
+import ch.ungleich.uncloud.hook.model.DomainPolicy;
+import ch.ungleich.uncloud.hook.nft.NftBackend;
+import ch.ungleich.uncloud.hook.nft.NftRunner;
+import ch.ungleich.uncloud.hook.nft.NftScript;
+import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
+import ch.ungleich.uncloud.hook.state.Owner;
+import ch.ungleich.uncloud.hook.state.Plan;
+import ch.ungleich.uncloud.hook.state.StateStore;
+import ch.ungleich.uncloud.libvirtxml.DomainReader;
+import ch.ungleich.uncloud.libvirtxml.XmlException;
+import ch.ungleich.uncloud.libvirtxml.domain.Domain;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Function;
+
+/**
+ * {@code uncloud-hook hook-batch reconnect SPOOLDIR}: every spooled {@code reconnect begin} in one JVM.
+ *
+ * <p>After a restart libvirtd calls the hook's {@code reconnect begin} for every running domain at once,
+ * one process each. One JVM per call means N JVMs starting together on a host's few cores, N times the
+ * memory, and N transactions queueing for the host lock (with lock_timeout, some give up). The launcher
+ * (install/hook-launcher-reconnect.sh-snippet) instead spools each call's XML and lets one waiter at a time
+ * run this batch, which re-applies every spooled domain in ONE nft transaction and removes the files it
+ * handled, so the other waiters find their file gone and exit: two or three JVMs for a whole restart.
+ *
+ * <p>Like a single {@code reconnect}, it always exits 0 (non-zero would make libvirt kill the VM):
+ * an invalid domain XML is logged and skipped; if the combined transaction fails, every domain is
+ * applied on its own and only the failing ones are logged; when the host lock cannot be had, the files
+ * stay for the next waiter's run.
+ */
+public final class HookBatch {
+  /** Files older than this were left by a launcher that died; they may describe a VM that is gone. */
+  static final long STALE_SECONDS = 600;
+
+  private static final String EVENT = "reconnect begin";
+  private final Map<String, String> env;
+  private final Function<Config, NftRunner> runners;
+  private final Log log;
+
+  public HookBatch(Map<String, String> env, PrintStream err, Function<Config, NftRunner> runners) {
+    this.env = env;
+    this.runners = runners;
+    this.log = new Log(err);
+  }
+
+  /** The real thing: the process environment and the nft binary from the configuration. */
+  public static int main(String[] args, PrintStream err) {
+    return new HookBatch(System.getenv(), err, c -> new ProcessNftRunner(c.nft())).run(args);
+  }
+
+  /** {@code args}: {@code reconnect SPOOLDIR}. Always returns 0. */
+  public int run(String[] args) {
+    if (args.length != 2 || !args[0].equals("reconnect")) {
+      log.error("usage: uncloud-hook hook-batch reconnect SPOOLDIR");
+      return ExitCodes.OK;
+    }
+    Spool spool = new Spool(args[1]);
+    List<Spool.Entry> entries;
+    try {
+      entries = spool.read(STALE_SECONDS);
+    } catch (IOException e) {
+      log.error("hook-batch reconnect: cannot read " + spool + ": " + e.getMessage());
+      return ExitCodes.OK;
+    }
+    if (entries.isEmpty()) {
+      return ExitCodes.OK;
+    }
+    boolean consumed = true;
+    try {
+      Config config = ConfigFile.load(env);
+      log.toFile(config.logFile());
+      consumed = handle(entries, config, spool);
+    } catch (UncloudException e) {
+      log.error("hook-batch reconnect: " + e.getMessage() + " (" + entries.size() + " domains not re-applied;"
+          + " the VMs keep running; run 'uncloud-hook reconcile' once fixed)");
+    } catch (RuntimeException e) {
+      log.error("hook-batch reconnect: internal error: " + e);
+    }
+    if (consumed) {
+      for (Spool.Entry e : entries) {
+        try {
+          spool.remove(e.file());
+        } catch (IOException x) {
+          log.error("hook-batch reconnect: cannot remove " + spool + "/" + e.file() + ": " + x.getMessage());
+        }
+      }
+    }
+    return ExitCodes.OK;
+  }
+
+  /** Returns false when the files must stay for the next run (the host lock was not to be had). */
+  private boolean handle(List<Spool.Entry> entries, Config config, Spool spool) {
+    List<DomainPolicy> policies = new ArrayList<>();
+    for (Spool.Entry e : entries) {
+      if (e.stale()) {
+        log.warn("hook-batch reconnect: " + spool + "/" + e.file() + " is older than " + STALE_SECONDS
+            + " s (its launcher died); ignored");
+        continue;
+      }
+      try {
+        policies.add(policy(e.xml(), config));
+      } catch (UncloudException x) {
+        log.error(name(e) + " " + EVENT + ": " + x.getMessage() + " (the VM keeps running; run"
+            + " 'uncloud-hook reconcile' once fixed)");
+      }
+    }
+    if (policies.isEmpty()) {
+      return true;
+    }
+    StateStore state = new StateStore(config.stateDir(), config.lockTimeoutSeconds());
+    StateStore.Lock lock;
+    try {
+      lock = state.lock();
+    } catch (UncloudException e) {
+      log.error("hook-batch reconnect: " + e.getMessage() + "; " + policies.size()
+          + " domains stay spooled for the next run");
+      return false;
+    }
+    try (lock) {
+      NftRunner nft = runners.apply(config);
+      if (applyTogether(policies, state, nft)) {
+        log.info("hook-batch reconnect: " + policies.size() + " domains from " + spool + ", one transaction");
+      } else {
+        int ok = applyEach(policies, state, nft);
+        log.info("hook-batch reconnect: " + policies.size() + " domains from " + spool + ", one transaction each"
+            + " after the combined one failed; " + ok + " applied");
+      }
+    }
+    return true;
+  }
+
+  /**
+   * Plans every domain against the ownership records as the previous plans of this batch leave them (so a
+   * tap handed from one domain to another within the batch ends up with its new owner, in either order),
+   * applies one script, then records. False if nft refused the combined script; nothing changed then.
+   */
+  private boolean applyTogether(List<DomainPolicy> policies, StateStore state, NftRunner nft) {
+    Map<String, Owner> owners = new HashMap<>();
+    Map<String, List<String>> domainTaps = new HashMap<>();
+    Function<String, Owner> ownerOf = t -> owners.containsKey(t) ? owners.get(t) : state.owner(t);
+    String prelude = new NftScript().prelude().render();
+    StringBuilder script = new StringBuilder();
+    List<Plan> plans = new ArrayList<>();
+    for (DomainPolicy p : policies) {
+      List<String> previous = domainTaps.containsKey(p.uuid()) ? domainTaps.get(p.uuid()) : state.taps(p.uuid());
+      Plan plan = NftBackend.start(p, previous, ownerOf);
+      for (String t : plan.release()) {
+        owners.put(t, null);
+      }
+      owners.putAll(plan.claim());
+      domainTaps.put(p.uuid(), plan.domainTaps());
+      String s = plan.script();
+      if (!s.isEmpty()) {
+        script.append(script.length() == 0 ? prelude : "");
+        script.append(s.startsWith(prelude) ? s.substring(prelude.length()) : s);
+      }
+      plans.add(plan);
+    }
+    if (script.length() > 0) {
+      try {
+        nft.apply(script.toString());
+      } catch (UncloudException e) {
+        log.error("hook-batch reconnect: the combined transaction for " + policies.size() + " domains failed ("
+            + e.getMessage() + "); applying one domain at a time");
+        return false;
+      }
+    }
+    for (int i = 0; i < plans.size(); i++) {
+      DomainPolicy p = policies.get(i);
+      Plan plan = plans.get(i);
+      state.commit(p.uuid(), plan);
+      log.info(p.name() + " " + EVENT + ": filtering " + plan.claim().keySet() + ", released " + plan.release());
+    }
+    return true;
+  }
+
+  /** The fallback: exactly what one {@code reconnect begin} per domain would do, in order. */
+  private int applyEach(List<DomainPolicy> policies, StateStore state, NftRunner nft) {
+    int ok = 0;
+    for (DomainPolicy p : policies) {
+      try {
+        Plan plan = NftBackend.start(p, state.taps(p.uuid()), state::owner);
+        if (!plan.script().isEmpty()) {
+          nft.apply(plan.script());
+        }
+        state.commit(p.uuid(), plan);
+        log.info(p.name() + " " + EVENT + ": filtering " + plan.claim().keySet() + ", released " + plan.release());
+        ok++;
+      } catch (UncloudException e) {
+        log.error(p.name() + " " + EVENT + ": " + e.getMessage() + " (the VM keeps running; run"
+            + " 'uncloud-hook reconcile' once fixed)");
+      }
+    }
+    return ok;
+  }
+
+  private static DomainPolicy policy(String xml, Config config) {
+    Domain d;
+    try {
+      d = DomainReader.read(xml);
+    } catch (XmlException e) {
+      throw UncloudException.invalid(e.getMessage());
+    }
+    if (config.backend().equals("nwfilter")) {
+      throw UncloudException.invalid("backend = nwfilter is not supported by this build; set backend = nft");
+    }
+    return PolicyBuilder.build(d, config);
+  }
+
+  /** How log lines name a spooled call: the domain's name when the XML has one, else the file. */
+  private static String name(Spool.Entry e) {
+    int a = e.xml().indexOf("<name>");
+    int b = e.xml().indexOf("</name>");
+    if (a >= 0 && b > a + 6 && b - a < 80) {
+      return e.xml().substring(a + 6, b).strip();
+    }
+    return e.file();
+  }
+}
