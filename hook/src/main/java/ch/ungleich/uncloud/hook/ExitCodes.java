@@ -13,5 +13,10 @@ public final class ExitCodes {
   /** Another uncloud-hook held the host lock for longer than lock_timeout. */
   public static final int LOCKED = 4;
 
+  /** {@code doctor}: every check passed is {@link #OK}; this means warnings and no failure. */
+  public static final int DOCTOR_WARNINGS = 1;
+  /** {@code doctor}: at least one check failed. */
+  public static final int DOCTOR_FAILURES = 2;
+
   private ExitCodes() {}
 }

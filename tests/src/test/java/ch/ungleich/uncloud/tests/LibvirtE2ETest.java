@@ -9,6 +9,8 @@ import ch.ungleich.uncloud.tests.lab.NetnsLab;
 import ch.ungleich.uncloud.tests.lab.NftTable;
 import ch.ungleich.uncloud.tests.lab.PrivateLibvirtd;
 import ch.ungleich.uncloud.tests.lab.Proc;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
@@ -31,9 +33,10 @@ class LibvirtE2ETest {
   static final String MAC1 = "52:54:00:aa:bb:02";
   static final String DOM = "ucn-e2e";
 
-  static String domainXml(String nicExtra) {
+  /** The domain with one NIC per MAC, each with {@code nicExtra} inside its {@code <interface>}. */
+  static String domainXml(String nicExtra, String... macs) {
     StringBuilder nics = new StringBuilder();
-    for (String mac : List.of(MAC0, MAC1)) {
+    for (String mac : macs) {
       nics.append("    <interface type='bridge'>\n      <mac address='").append(mac)
           .append("'/>\n      <source bridge='br0'/>\n      <model type='virtio'/>\n      <rom enabled='no'/>\n")
           .append(nicExtra).append("    </interface>\n");
@@ -88,6 +91,14 @@ class LibvirtE2ETest {
     t0 = now;
   }
 
+  static JsonNode json(Proc.Result r) {
+    try {
+      return new ObjectMapper().readTree(r.out());
+    } catch (IOException e) {
+      throw new AssertionError("not JSON: " + r.describe(), e);
+    }
+  }
+
   static Path write(NetnsLab lab, String name, String text) {
     Path p = lab.dir().resolve(name);
     try {
@@ -99,7 +110,7 @@ class LibvirtE2ETest {
   }
 
   /** The domain's taps in NIC order, from libvirt. */
-  static List<String> taps(PrivateLibvirtd lv) {
+  static List<String> taps(PrivateLibvirtd lv, int nics) {
     List<String> taps = new ArrayList<>();
     for (String line : lv.virsh("domiflist", DOM).ok().out().strip().split("\n")) {
       String[] f = line.strip().split("\\s+");
@@ -107,7 +118,7 @@ class LibvirtE2ETest {
         taps.add(f[0]);
       }
     }
-    assertEquals(2, taps.size(), "taps of " + DOM + ": " + taps);
+    assertEquals(nics, taps.size(), "taps of " + DOM + ": " + taps);
     return taps;
   }
 
@@ -131,10 +142,13 @@ class LibvirtE2ETest {
         Proc.Result install = cli(lab, "nwfilter", "install", "--connect", uri).ok();
         step("libvirtd up, nwfilter install (twice)");
         assertEquals(12, install.out().lines().filter(l -> l.startsWith("defined uncloud-")).count(), install.out());
-        Proc.Result again = cli(lab, "nwfilter", "install", "--connect", uri, "--json").ok();
-        assertEquals(12, again.out().split("\"result\":\"unchanged\"", -1).length - 1, again.out());
+        JsonNode again = json(cli(lab, "nwfilter", "install", "--connect", uri, "--json").ok());
+        assertEquals(12, again.path("filters").size(), again.toString());
+        again.path("filters").forEach(f -> assertEquals("unchanged", f.path("result").asText(), again.toString()));
 
-        lv.virsh("define", write(lab, "dom.xml", domainXml("")).toString()).ok();
+        // one NIC: libvirt's nwfilter instantiation is slow (one ebtables process per rule), and the
+        // frame test covers the other filters
+        lv.virsh("define", write(lab, "dom.xml", domainXml("", MAC0)).toString()).ok();
         // no filterrefs yet: the hook's prepare refuses, libvirt shows its line
         Proc.Result refused = lv.virsh("start", DOM);
         step("define, start refused by prepare");
@@ -150,29 +164,30 @@ class LibvirtE2ETest {
         assertFalse(lv.virsh("dumpxml", "--inactive", DOM).ok().out().contains("<filterref"), "dry run changed nothing");
         Proc.Result sync = cli(lab, "sync", DOM, "--connect", uri).ok();
         step("metadata, sync --dry-run, sync, sync --all");
-        assertEquals(2, sync.out().lines().filter(l -> l.contains(" config ") && l.contains("changed:")).count(),
+        assertEquals(1, sync.out().lines().filter(l -> l.contains(" config ") && l.contains("changed:")).count(),
             sync.out());
         assertEquals(DOM + ": in sync\n", cli(lab, "sync", "--all", "--connect", uri).ok().out());
 
         lv.virsh("start", DOM).ok();
         step("start");
-        List<String> taps = taps(lv);
+        List<String> taps = taps(lv, 1);
         String b0 = binding(lv, taps.get(0));
         assertTrue(b0.contains("filter='uncloud-clean-traffic'") && b0.contains(param("IPV4", "192.0.2.10"))
             && b0.contains(param("IPV6", "2001:db8:1234::")) && b0.contains(param("IPV6_PREFIX", "64"))
             && b0.contains(param("MAC", MAC0)), b0);
-        String b1 = binding(lv, taps.get(1));
-        assertTrue(b1.contains("filter='uncloud-clean-traffic-no-dhcp'") && b1.contains(param("IPV4", "0.0.0.0"))
-            && b1.contains(param("IPV6", "fe80::5054:ff:feaa:bb02")), b1);
         assertTrue(rules(lab, taps.get(0)).contains("ip saddr 192.0.2.10 "), rules(lab, taps.get(0)));
         assertTrue(rules(lab, taps.get(0)).contains("ip6 saddr 2001:db8:1234::/64 "), rules(lab, taps.get(0)));
 
         // a running VM gets a new address: sync updates the persistent and the live definition at once
         lv.virsh("metadata", DOM, "--uri", NS, "--key", "uc", "--live", "--config", "--set",
             firewall("192.0.2.10", "198.51.100.7", "2001:db8:0:1::10", "2001:db8:1234::/64")).ok();
-        Proc.Result live = cli(lab, "sync", DOM, "--connect", uri, "--json").ok();
+        JsonNode live = json(cli(lab, "sync", DOM, "--connect", uri, "--json").ok());
         step("live metadata change, sync (config + live)");
-        assertTrue(live.out().contains("\"where\":\"config\"") && live.out().contains("\"where\":\"live\""), live.out());
+        JsonNode changes = live.path("domains").path(0).path("changes");
+        assertEquals(2, changes.size(), live.toString());
+        assertEquals("config", changes.path(0).path("where").asText(), live.toString());
+        assertEquals("live", changes.path(1).path("where").asText(), live.toString());
+        assertTrue(live.path("domains").path(0).path("changed").asBoolean(), live.toString());
         assertTrue(binding(lv, taps.get(0)).contains(param("IPV4", "198.51.100.7")), binding(lv, taps.get(0)));
         assertTrue(rules(lab, taps.get(0)).contains("ip saddr 198.51.100.7 "), rules(lab, taps.get(0)));
 
@@ -188,7 +203,7 @@ class LibvirtE2ETest {
             write(lab, "saved.xml", saved.replace("\"198.51.100.7\"", "\"198.51.100.8\"")).toString()).ok();
         lv.virsh("restore", image.toString()).ok();
         step("restore");
-        taps = taps(lv);
+        taps = taps(lv, 1);
         b0 = binding(lv, taps.get(0));
         assertTrue(b0.contains(param("IPV4", "198.51.100.8")) && !b0.contains("198.51.100.7"), b0);
         assertTrue(lv.virsh("dumpxml", DOM).ok().out().contains(param("IPV4", "198.51.100.8")));
@@ -201,7 +216,7 @@ class LibvirtE2ETest {
         step("libvirtd restart (reconnect)");
         assertEquals("running", lv.virsh("domstate", DOM).ok().out().strip());
         String list = lv.virsh("nwfilter-binding-list").ok().out();
-        assertTrue(list.contains(taps.get(0)) && list.contains(taps.get(1)), list);
+        assertTrue(list.contains(taps.get(0)), list);
         assertTrue(rules(lab, taps.get(0)).contains("ip saddr 198.51.100.8 "), rules(lab, taps.get(0)));
 
         lv.virsh("destroy", DOM).ok();
@@ -236,7 +251,7 @@ class LibvirtE2ETest {
         // a definition that carries our filterrefs (say, from an nwfilter host): nft mode does not use
         // them, and sync removes them
         String withRefs = domainXml("      <filterref filter='uncloud-clean-traffic-no-dhcp'>\n"
-            + "        <parameter name='IPV4' value='0.0.0.0'/>\n      </filterref>\n");
+            + "        <parameter name='IPV4' value='0.0.0.0'/>\n      </filterref>\n", MAC0, MAC1);
         lv.virsh("define", write(lab, "dom.xml", withRefs).toString()).ok();
         lv.virsh("metadata", DOM, "--uri", NS, "--key", "uc", "--config", "--set",
             firewall("192.0.2.10", "2001:db8:0:1::10", "2001:db8:1234::/64")).ok();
@@ -246,7 +261,7 @@ class LibvirtE2ETest {
 
         lv.virsh("start", DOM).ok();
         step("start");
-        List<String> taps = taps(lv);
+        List<String> taps = taps(lv, 2);
         assertPorts(lab, taps);
 
         lv.virsh("save", DOM, lab.dir().resolve("dom.save").toString()).ok();
@@ -254,7 +269,7 @@ class LibvirtE2ETest {
         assertTrue(lab.table().ports().isEmpty(), "ports after save: " + lab.table().ports());
         lv.virsh("restore", lab.dir().resolve("dom.save").toString()).ok();
         step("restore");
-        taps = taps(lv);
+        taps = taps(lv, 2);
         assertPorts(lab, taps);
 
         // libvirtd restart with our table gone meanwhile: reconnect puts the rules back

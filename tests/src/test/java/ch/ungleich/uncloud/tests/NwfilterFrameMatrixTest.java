@@ -79,6 +79,8 @@ class NwfilterFrameMatrixTest {
   // a NIC without metadata (unlisted = deny) and one on a host with unlisted = mac-only
   static final Guest UNLISTED = Guest.macOnly("52:54:00:aa:bb:02", "192.0.2.20", "2001:db8:0:1::20");
   static final Guest MAC_ONLY = Guest.macOnly("52:54:00:aa:bb:03", "192.0.2.30", "2001:db8:0:1::30");
+  // a NIC with metadata on a host with link_local = any and dhcp_client = no
+  static final Guest SETTINGS = new Guest("52:54:00:aa:bb:04", "192.0.2.40", "2001:db8:0:1::40", "2001:db8:1240::/64");
 
   @TestFactory
   Stream<DynamicTest> frameMatrix() {
@@ -87,16 +89,22 @@ class NwfilterFrameMatrixTest {
     Map<String, FrameBatch.Outcome> got;
     String rules;
     Guest g = FrameMatrix.GUEST;
-    try (NetnsLab lab = NetnsLab.create("n", List.of(g.mac(), UNLISTED.mac(), MAC_ONLY.mac()));
+    try (NetnsLab lab = NetnsLab.create("n", List.of(g.mac(), UNLISTED.mac(), MAC_ONLY.mac(), SETTINGS.mac()));
         PrivateLibvirtd lv = PrivateLibvirtd.start(lab.hv(), NetnsLab.PREFIX, null)) {
+      long t0 = System.nanoTime();
+      System.err.printf("nwfilter matrix: libvirtd up%n");
       Proc.Result install = cli(lab, "nwfilter", "install", "--connect", lv.uri());
       assertEquals(12, install.out().lines().filter(l -> l.startsWith("defined ")).count(), install.describe());
 
+      System.err.printf("nwfilter matrix: nwfilter install %d ms%n", (System.nanoTime() - t0) / 1_000_000);
       lab.config("backend = nwfilter");
       bind(lab, lv, FrameMatrix.domain(), 0);
       bind(lab, lv, DomainXml.domain("ucn-unlisted").unlistedNic(UNLISTED.mac(), "vnet1"), 0);
       lab.config("backend = nwfilter", "unlisted = mac-only");
       bind(lab, lv, DomainXml.domain("ucn-mac-only").unlistedNic(MAC_ONLY.mac(), "vnet2"), 0);
+      lab.config("backend = nwfilter", "link_local = any", "dhcp_client = no");
+      bind(lab, lv, DomainXml.domain("ucn-settings")
+          .nic(SETTINGS.mac(), "vnet3", SETTINGS.ip4(), SETTINGS.ip6(), SETTINGS.prefix6()), 0);
       Proc.Result list = lv.virsh("nwfilter-binding-list").ok();
       assertTrue(list.out().contains("vnet0") && list.out().contains("vnet2"), list.describe());
 
@@ -106,10 +114,14 @@ class NwfilterFrameMatrixTest {
       }
       probes.addAll(unlistedProbes(lab.vm(1)));
       probes.addAll(macOnlyProbes(lab.vm(2)));
+      probes.addAll(settingsProbes(lab.vm(3)));
       for (Probe p : probes) {
         b.add(p.name(), p.port(), p.guest(), p.expr());
       }
+      long t1 = System.nanoTime();
       got = b.run();
+      System.err.printf("nwfilter matrix: bindings %d ms, %d frames %d ms%n", (t1 - t0) / 1_000_000,
+          cases.size() + probes.size(), (System.nanoTime() - t1) / 1_000_000);
       rules = lab.ruleset();
     }
     Stream<DynamicTest> matrix = FrameMatrix.verdicts(cases, got, NwfilterFrameMatrixTest::nwfilterVerdict,
@@ -178,6 +190,23 @@ class NwfilterFrameMatrixTest {
         new Probe("mac-only-dhcpv6-server", m, g, FrameMatrix.TO_GW
             + "IPv6(src=LL, dst=FOREIGN_LL)/UDP(sport=547, dport=546)/DHCP6_Advertise(trid=0x1234)", DROPPED),
         new Probe("mac-only-vlan-tagged", m, g, FrameMatrix.TO_GW + "Dot1Q(vlan=10)/" + FrameMatrix.IP4_UDP, DROPPED));
+  }
+
+  /** link_local = any, dhcp_client = no (the nft test's host-settings scenario). */
+  static List<Probe> settingsProbes(NetnsLab.Port p) {
+    Guest g = SETTINGS;
+    return List.of(
+        new Probe("settings-legit-ipv4", p, g, FrameMatrix.TO_GW + FrameMatrix.IP4_UDP, DELIVERED),
+        new Probe("settings-foreign-link-local", p, g, FrameMatrix.TO_GW + "IPv6(src=FOREIGN_LL, dst=GW_LL)/" + UDP,
+            DELIVERED),
+        new Probe("settings-na-for-gateway-fe80-1-is-the-cost", p, g, FrameMatrix.NA_TO_ALL
+            + "ICMPv6ND_NA(tgt=GW_LL, R=1, S=0, O=1)/ICMPv6NDOptDstLLAddr(lladdr=MAC)", DELIVERED),
+        new Probe("settings-dhcpv4-discover", p, g, FrameMatrix.TO_ALL
+            + "IP(src='0.0.0.0', dst='255.255.255.255')/UDP(sport=68, dport=67)/" + FrameMatrix.DHCP4_DISCOVER,
+            DROPPED),
+        new Probe("settings-spoofed-ipv4", p, g, FrameMatrix.TO_GW + "IP(src=SPOOF4, dst=GW4)/" + UDP, DROPPED),
+        new Probe("settings-global-outside-prefix", p, g, FrameMatrix.TO_GW + "IPv6(src=OUTSIDE6, dst=GW6)/" + UDP,
+            DROPPED));
   }
 
   /** The hook's own filterref for NIC {@code nic} (its {@code migrate begin} output), bound to the NIC's port. */

@@ -107,6 +107,9 @@ final class DoctorCommand implements Callable<Integer> {
     // the configuration the hook reads: --config-file, else what the launcher sets, else the default
     String configPath = common.configGiven() || launcher == null || launcher.config() == null
         ? common.configPath() : launcher.config();
+    String source = common.configGiven() ? "--config-file"
+        : launcher != null && launcher.config() != null ? "set by the launcher"
+        : System.getenv(Config.ENV) != null ? "$" + Config.ENV : "default path";
     Config cfg;
     String cfgError = null;
     try {
@@ -115,7 +118,7 @@ final class DoctorCommand implements Callable<Integer> {
       cfgError = e.getMessage();
       cfg = Config.defaults();
     }
-    checks.add(Checks.config(configPath, host.file(configPath).exists(), cfg, cfgError));
+    checks.add(Checks.config(configPath, source, host.file(configPath).exists(), cfg, cfgError));
     if (stateDir != null) {
       cfg = new Config(cfg.backend(), cfg.unlisted(), cfg.linkLocalAny(), cfg.dhcpClient(), stateDir, cfg.logFile(),
           cfg.lockTimeoutSeconds(), cfg.nft());
@@ -123,7 +126,10 @@ final class DoctorCommand implements Callable<Integer> {
 
     // libvirtd noticed the hook
     if (hook.file() != null) {
-      checks.add(Checks.libvirtdSawHook(files, daemon(host), lastLogLine(host, cfg.logFile())));
+      Checks.Daemon d = daemon(host);
+      checks.add(
+          Checks.libvirtdSawHook(
+              files, d, lastLogLine(host, cfg.logFile()), sighup(host, cfg.stateDir(), d.pid()), cfg.stateDir()));
     }
 
     // libvirt
@@ -280,6 +286,21 @@ final class DoctorCommand implements Callable<Integer> {
         pids.isEmpty() ? "no libvirtd or virtqemud process"
             : pids.size() + " libvirtd/virtqemud processes " + pids + " and no pid file at " + String.join(" or ", candidates),
         null);
+  }
+
+  /** When {@code pid} was last sent SIGHUP according to {@code state_dir/libvirtd-sighup}; null if never. */
+  static Long sighup(LinuxHost host, String stateDir, Long pid) {
+    String text = pid == null ? null : host.readFile(stateDir + "/" + Checks.SIGHUP_RECORD);
+    Long at = null;
+    if (text != null) {
+      for (String line : text.split("\n")) {
+        String[] f = line.strip().split("\\s+");
+        if (f.length == 2 && f[0].equals(Long.toString(pid)) && f[1].matches("[0-9]{1,12}")) {
+          at = Long.parseLong(f[1]) * 1000;
+        }
+      }
+    }
+    return at;
   }
 
   /** The time of the hook log's last line ({@code <ISO time> <level> <text>}); null when none. */

@@ -4,9 +4,7 @@ import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
 import ch.ungleich.uncloud.hook.nwfilter.FilterXml;
 import ch.ungleich.uncloud.hook.nwfilter.Templates;
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
@@ -20,10 +18,8 @@ import picocli.CommandLine.Spec;
 @Command(
     name = "install",
     mixinStandardHelpOptions = true,
-    description = {
-      "Define or update the uncloud-* nwfilters in libvirt (idempotent).",
-      "Prints one line per filter: defined, updated or unchanged."
-    })
+    description = "Define or update the uncloud-* nwfilters in libvirt (idempotent). Prints one line per"
+        + " filter: defined, updated or unchanged.")
 final class NwfilterInstallCommand implements Runnable {
   @Spec CommandSpec spec;
 
@@ -33,9 +29,14 @@ final class NwfilterInstallCommand implements Runnable {
   @Option(names = "--json", description = "JSON output")
   boolean json;
 
+  /** {@code --json}: {@code {"filters": [{"name": …, "result": "defined|updated|unchanged"}, …]}}. */
+  record Report(List<Result> filters) {}
+
+  record Result(String name, String result) {}
+
   @Override
   public void run() {
-    List<Map<String, Object>> results = new ArrayList<>();
+    List<Result> results = new ArrayList<>();
     try (LibvirtSession s = LibvirtSession.open(uri)) {
       for (Templates.Template t : Templates.all()) {
         String existing = s.filterXml(t.name());
@@ -49,18 +50,15 @@ final class NwfilterInstallCommand implements Runnable {
           s.defineFilter(t.withUuid(FilterXml.uuid(existing)));
           result = "updated";
         }
-        Map<String, Object> r = new LinkedHashMap<>();
-        r.put("name", t.name());
-        r.put("result", result);
-        results.add(r);
+        results.add(new Result(t.name(), result));
       }
     }
     if (json) {
-      spec.commandLine().getOut().println(JsonText.of(Map.of("filters", results)));
-    } else {
-      for (Map<String, Object> r : results) {
-        spec.commandLine().getOut().println(r.get("result") + " " + r.get("name"));
-      }
+      Json.print(spec.commandLine().getOut(), new Report(results));
+      return;
+    }
+    for (Result r : results) {
+      spec.commandLine().getOut().println(r.result() + " " + r.name());
     }
     spec.commandLine().getOut().flush();
   }

@@ -9,9 +9,7 @@ import ch.ungleich.uncloud.hook.nwfilter.NwfilterBackend;
 import ch.ungleich.uncloud.hook.nwfilter.SyncPlan;
 import java.io.PrintWriter;
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
@@ -29,11 +27,9 @@ import picocli.CommandLine.Spec;
 @Command(
     name = "sync",
     mixinStandardHelpOptions = true,
-    description = {
-      "Write each NIC's uncloud-* <filterref> from the domain metadata (backend = nwfilter),",
-      "into the persistent definition and, if the domain runs, the live one. Idempotent.",
-      "With backend = nft, removes uncloud-* filterrefs instead."
-    })
+    description = "Write each NIC's uncloud-* <filterref> from the domain metadata (backend = nwfilter) into"
+        + " the persistent definition and, if the domain runs, the live one. Idempotent. With backend = nft,"
+        + " removes uncloud-* filterrefs instead.")
 final class SyncCommand implements Callable<Integer> {
   @Spec CommandSpec spec;
 
@@ -57,13 +53,23 @@ final class SyncCommand implements Callable<Integer> {
   @Option(names = "--json", description = "JSON output")
   boolean json;
 
+  /** {@code --json}: the whole run. */
+  record Report(String backend, boolean dryRun, List<DomainReport> domains) {}
+
+  /** One domain: {@code changed} is false on a dry run or when it was in sync. */
+  record DomainReport(String name, String uuid, boolean active, boolean changed, List<Item> changes) {}
+
+  /** One NIC of one definition ({@code where}: config or live); {@code diff} as -/+/space lines. */
+  record Item(String where, String nic, String mac, String action, String filter, String difference,
+      List<String> diff) {}
+
   @Override
   public Integer call() {
     PrintWriter out = spec.commandLine().getOut();
     PrintWriter err = spec.commandLine().getErr();
     Config config = ConfigFile.load(System.getenv());
     int exit = ExitCodes.OK;
-    List<Map<String, Object>> report = new ArrayList<>();
+    List<DomainReport> report = new ArrayList<>();
     try (LibvirtSession s = LibvirtSession.open(uri)) {
       List<String> names = new ArrayList<>();
       if (target.all) {
@@ -86,17 +92,13 @@ final class SyncCommand implements Callable<Integer> {
       }
     }
     if (json) {
-      Map<String, Object> top = new LinkedHashMap<>();
-      top.put("backend", config.backend());
-      top.put("dryRun", dryRun);
-      top.put("domains", report);
-      out.println(JsonText.of(top));
+      Json.print(out, new Report(config.backend(), dryRun, report));
     }
     out.flush();
     return exit;
   }
 
-  private Map<String, Object> sync(LibvirtSession s, String name, Config config, PrintWriter out) {
+  private DomainReport sync(LibvirtSession s, String name, Config config, PrintWriter out) {
     LibvirtSession.DomainXml d = s.domain(name);
     // plan both first: invalid metadata in either changes nothing
     List<SyncPlan.Change> changes = new ArrayList<>();
@@ -106,7 +108,7 @@ final class SyncCommand implements Callable<Integer> {
     if (d.active()) {
       changes.addAll(SyncPlan.plan(d.liveXml(), SyncPlan.Where.LIVE, config));
     }
-    List<Map<String, Object>> items = new ArrayList<>();
+    List<Item> items = new ArrayList<>();
     for (SyncPlan.Change c : changes) {
       if (!dryRun) {
         s.updateDevice(d.uuid(), c.interfaceAfter(),
@@ -122,26 +124,14 @@ final class SyncCommand implements Callable<Integer> {
           diff.forEach(out::println);
         }
       }
-      Map<String, Object> item = new LinkedHashMap<>();
-      item.put("where", c.where().label());
-      item.put("nic", c.nic());
-      item.put("mac", c.mac());
-      item.put("action", c.kind() == NwfilterBackend.Kind.REMOVE ? "remove" : "set");
-      item.put("filter", c.after() == null ? null : c.after().filter());
-      item.put("difference", c.difference());
-      item.put("diff", diff);
-      items.add(item);
+      items.add(new Item(c.where().label(), c.nic(), c.mac(),
+          c.kind() == NwfilterBackend.Kind.REMOVE ? "remove" : "set", c.after() == null ? null : c.after().filter(),
+          c.difference(), diff));
     }
     if (!json && changes.isEmpty()) {
       out.println(d.name() + ": in sync");
     }
     out.flush();
-    Map<String, Object> r = new LinkedHashMap<>();
-    r.put("name", d.name());
-    r.put("uuid", d.uuid());
-    r.put("active", d.active());
-    r.put("changed", !changes.isEmpty() && !dryRun);
-    r.put("changes", items);
-    return r;
+    return new DomainReport(d.name(), d.uuid(), d.active(), !changes.isEmpty() && !dryRun, items);
   }
 }

@@ -2,9 +2,9 @@ package ch.ungleich.uncloud.hook.demo;
 
 import ch.ungleich.uncloud.hook.ExitCodes;
 import ch.ungleich.uncloud.hook.UncloudException;
+import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.io.InputStream;
 import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -186,8 +186,8 @@ public final class DemoLab implements AutoCloseable {
     try {
       ByteArrayOutputStream out = new ByteArrayOutputStream();
       ByteArrayOutputStream err = new ByteArrayOutputStream();
-      Thread o = pump(p.getInputStream(), out);
-      Thread e = pump(p.getErrorStream(), err);
+      Thread o = ProcessNftRunner.pump(p.getInputStream(), out);
+      Thread e = ProcessNftRunner.pump(p.getErrorStream(), err);
       try (OutputStream in = p.getOutputStream()) {
         if (stdin != null) {
           in.write(stdin.getBytes(StandardCharsets.UTF_8));
@@ -211,20 +211,5 @@ public final class DemoLab implements AutoCloseable {
         running.remove(p);
       }
     }
-  }
-
-  private static Thread pump(InputStream in, ByteArrayOutputStream to) {
-    Thread t =
-        new Thread(
-            () -> {
-              try (in) {
-                in.transferTo(to);
-              } catch (IOException ignored) {
-                // the process is gone
-              }
-            });
-    t.setDaemon(true);
-    t.start();
-    return t;
   }
 }

@@ -1,5 +1,6 @@
 package ch.ungleich.uncloud.hook.doctor;
 
+import ch.ungleich.uncloud.hook.ExitCodes;
 import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.config.Config;
 import ch.ungleich.uncloud.hook.host.DomainView;
@@ -27,6 +28,12 @@ import java.util.function.Function;
  * facts (files, processes, libvirt, nft) and prints the result.
  */
 public final class Checks {
+  /**
+   * A file in {@code state_dir} where whoever sends libvirtd SIGHUP to make it notice the hook (the
+   * installer) records it: lines {@code <pid> <epoch seconds>}; the last line for libvirtd's PID counts.
+   */
+  public static final String SIGHUP_RECORD = "libvirtd-sighup";
+
   /** The hook's namespace, for the exact virsh commands in fixes. */
   private static final String NS = Firewall.NAMESPACE;
 
@@ -161,8 +168,10 @@ public final class Checks {
    * must be before libvirtd's start, or the hook must have logged a call since that start.
    *
    * @param lastCallMillis time of the last line in the hook's log file, null when none
+   * @param sighupMillis when this libvirtd was sent SIGHUP, as recorded in {@link #SIGHUP_RECORD}
+   *     (doctor cannot see a SIGHUP otherwise), null when none is recorded
    */
-  public static Check libvirtdSawHook(HookFiles f, Daemon d, Long lastCallMillis) {
+  public static Check libvirtdSawHook(HookFiles f, Daemon d, Long lastCallMillis, Long sighupMillis, String stateDir) {
     if (d.pid() == null) {
       return Check.warn(
           "libvirtd-hook", null, "cannot tell when libvirtd started: " + d.how(),
@@ -186,25 +195,33 @@ public final class Checks {
     if (since <= d.startMillis()) {
       return Check.pass("libvirtd-hook", null, who + " started " + start + ", after the hook was in place (" + time(since) + ")");
     }
+    if (sighupMillis != null && sighupMillis >= since) {
+      return Check.pass(
+          "libvirtd-hook", null,
+          who + " got SIGHUP at " + time(sighupMillis) + ", after the hook was in place (" + time(since) + ")");
+    }
     return Check.warn(
         "libvirtd-hook", null,
         who + " started " + start + ", BEFORE the hook file changed (" + time(since) + "); libvirtd looks for hooks"
             + " only at start and on SIGHUP, so it may never call it",
         "restart libvirtd (systemctl restart libvirtd; running VMs keep running and get their rules re-applied at"
-            + " 'reconnect'), or kill -HUP " + d.pid() + " (doctor cannot see a SIGHUP: this warning stays until the"
-            + " hook has logged a call)");
+            + " 'reconnect'), or kill -HUP " + d.pid() + " && echo \"" + d.pid() + " $(date +%s)\" >> " + stateDir + "/" + SIGHUP_RECORD
+            + " (doctor cannot see a SIGHUP itself)");
   }
 
   // ------------------------------------------------------------------ configuration, nft, libvirt
 
-  /** @param error the parse error, null when it parsed */
-  public static Check config(String path, boolean exists, Config c, String error) {
+  /**
+   * @param source where the path came from: {@code --config-file}, {@code the launcher}, ...
+   * @param error the parse error, null when it parsed
+   */
+  public static Check config(String path, String source, boolean exists, Config c, String error) {
     if (error != null) {
-      return Check.fail("config", path, error, "correct that line (settings and values: README, 'Configuration')");
+      return Check.fail("config", path, "(" + source + ") " + error, "correct that line (settings and values: README, 'Configuration')");
     }
     String values = "backend=" + c.backend() + " unlisted=" + c.unlisted() + " link_local=" + (c.linkLocalAny() ? "any" : "eui64")
         + " dhcp_client=" + (c.dhcpClient() ? "yes" : "no") + " state_dir=" + c.stateDir() + " lock_timeout=" + c.lockTimeoutSeconds();
-    return Check.pass("config", path, (exists ? "valid: " : "absent, defaults apply: ") + values);
+    return Check.pass("config", path, "(" + source + ") " + (exists ? "valid: " : "absent, defaults apply: ") + values);
   }
 
   /** @param versionOutput {@code nft --version}'s output, null when it could not run */
@@ -342,6 +359,10 @@ public final class Checks {
     boolean drift = false;
     for (ReconcilePlan.Change c : plan.changes()) {
       String subject = c.tap() == null ? "table bridge uncloud" : c.tap() + (c.domain() == null ? "" : " (" + c.domain() + ")");
+      if (c.action().equals("prelude") && filteredNics == 0) {
+        // no NIC needs the table yet (fresh install, no VM): the hook creates it at the first start
+        continue;
+      }
       switch (c.action()) {
         case "remove" -> {
           stale = true;
@@ -568,11 +589,11 @@ public final class Checks {
     boolean warn = false;
     for (Check c : checks) {
       if (c.status() == Check.Status.FAIL) {
-        return 2;
+        return ExitCodes.DOCTOR_FAILURES;
       }
       warn |= c.status() == Check.Status.WARN;
     }
-    return warn ? 1 : 0;
+    return warn ? ExitCodes.DOCTOR_WARNINGS : ExitCodes.OK;
   }
 
   /** Seconds-precision UTC time, e.g. {@code 2026-11-23T18:37:53Z}. */

@@ -34,7 +34,8 @@ public record Launcher(String java, List<String> jvmArgs, String jar, String con
     }
     Launcher first = null;
     String config = null;
-    for (String raw : script.split("\n")) {
+    // a backslash at the end of a line continues the command on the next one
+    for (String raw : script.replace("\\\n", " ").split("\n")) {
       List<String> w = words(raw);
       if (w.isEmpty()) {
         continue;

@@ -48,7 +48,15 @@ public final class NftScript {
     return this;
   }
 
-  /** Fills {@code port-<tap>} for one NIC and points the map at it, labelled with its owner. */
+  /**
+   * Fills {@code port-<tap>} for one NIC and points the map at it, labelled with its owner.
+   *
+   * <p>No sets, not even anonymous ones: one rule per allowed address or prefix, ranges for constants,
+   * and "target not in any allowed range" as one rule of negated comparisons. Every anonymous set a
+   * port chain holds is fetched by nft's userspace cache on every later transaction, so with sets an
+   * event costs O(ports on the host) (measured: one more port took 2 s at 1000 ports against 0.11 s on
+   * an empty host); without them it takes the same time at 1000 ports as at none.
+   */
   public NftScript install(NicPolicy nic, String owner) {
     String c = chain(nic.tap());
     lines.add("add chain " + T + " " + c);
@@ -58,16 +66,19 @@ public final class NftScript {
     if (nic.mode() == Mode.MAC_ONLY) {
       rule(c, "ether type arp arp htype 1 arp hlen 6 arp saddr ether " + mac + " accept", "ARP from own MAC");
       serverDrops(c);
-      rule(c, "ether type { ip, ip6 } accept", "any IP (unlisted = mac-only)");
+      rule(c, "ether type ip accept", "any IPv4 (unlisted = mac-only)");
+      rule(c, "ether type ip6 accept", "any IPv6 (unlisted = mac-only)");
     } else {
       List<String> arpSources = new ArrayList<>();
       arpSources.add("0.0.0.0");
       arpSources.addAll(nic.ipv4().elements());
-      rule(
-          c,
-          "ether type arp arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp operation { request, reply }"
-              + " arp saddr ether " + mac + " arp saddr ip " + set(arpSources) + " accept",
-          "ARP: own MAC, own IPv4 or 0.0.0.0 (RFC 5227 probe)");
+      for (String src : arpSources) {
+        rule(
+            c,
+            "ether type arp arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp operation 1-2"
+                + " arp saddr ether " + mac + " arp saddr ip " + src + " accept",
+            src.equals("0.0.0.0") ? "ARP probe (RFC 5227) from own MAC" : "ARP from own MAC and IPv4");
+      }
       serverDrops(c);
       if (nic.dhcpClient()) {
         rule(
@@ -75,25 +86,26 @@ public final class NftScript {
             "ether type ip ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept",
             "DHCPv4 client discover");
       }
-      if (!nic.ipv4().isEmpty()) {
-        rule(c, "ether type ip ip saddr " + set(nic.ipv4().elements()) + " accept", "own IPv4");
+      for (String src : nic.ipv4().elements()) {
+        rule(c, "ether type ip ip saddr " + src + " accept", "own IPv4");
       }
       AddressSet v6 = nic.ipv6();
+      String notOwnTarget = notIn("@th,64,128", v6.hexElements());
       rule(
           c,
-          "ether type ip6 icmpv6 type nd-neighbor-advert @th,64,128 != " + set(v6.hexElements()) + " counter drop",
+          "ether type ip6 icmpv6 type nd-neighbor-advert " + notOwnTarget + " counter drop",
           "NA target must be own address (transport header, after extension headers)");
       rule(
           c,
-          "ether type ip6 ip6 saddr :: icmpv6 type nd-neighbor-solicit @th,64,128 " + set(v6.hexElements())
-              + " accept",
-          "DAD for own address");
-      rule(
-          c,
-          "ether type ip6 ip6 saddr :: icmpv6 type { nd-router-solicit, mld-listener-report, mld2-listener-report }"
-              + " accept",
-          "RS and MLD reports from ::");
-      rule(c, "ether type ip6 ip6 saddr " + set(v6.elements()) + " accept", "own IPv6 and link-local");
+          "ether type ip6 ip6 saddr :: icmpv6 type nd-neighbor-solicit " + notOwnTarget + " counter drop",
+          "DAD only for own address");
+      for (String type : List.of("nd-neighbor-solicit", "nd-router-solicit", "mld-listener-report",
+          "mld2-listener-report")) {
+        rule(c, "ether type ip6 ip6 saddr :: icmpv6 type " + type + " accept", "DAD, RS and MLD reports from ::");
+      }
+      for (String src : v6.elements()) {
+        rule(c, "ether type ip6 ip6 saddr " + src + " accept", "own IPv6 or link-local");
+      }
     }
     rule(c, "counter drop", "everything else: other sources, ethertypes, VLAN tags, PPPoE, LLC");
     element(nic.tap(), owner);
@@ -143,8 +155,10 @@ public final class NftScript {
     rule(c, "ether type ip udp sport 67 counter drop", "DHCPv4 server answer");
     rule(
         c,
-        "ether type ip6 icmpv6 type { nd-router-advert, nd-redirect, router-renumbering } counter drop",
-        "router advertisement, redirect, renumbering");
+        "ether type ip6 icmpv6 type nd-router-advert counter drop",
+        "router advertisement");
+    rule(c, "ether type ip6 icmpv6 type nd-redirect counter drop", "ICMPv6 redirect");
+    rule(c, "ether type ip6 icmpv6 type router-renumbering counter drop", "router renumbering");
     rule(c, "ether type ip6 udp sport 547 counter drop", "DHCPv6 server answer");
   }
 
@@ -160,8 +174,16 @@ public final class NftScript {
     lines.add("add rule " + T + " " + chain + " " + expr + " comment \"" + comment(comment) + "\"");
   }
 
-  private static String set(List<String> elements) {
-    return "{ " + String.join(", ", elements) + " }";
+  /** {@code X != a X != b ...}: true when X is in none of the values or ranges (a set, without one). */
+  private static String notIn(String expr, List<String> values) {
+    StringBuilder b = new StringBuilder();
+    for (String v : values) {
+      if (b.length() > 0) {
+        b.append(' ');
+      }
+      b.append(expr).append(" != ").append(v);
+    }
+    return b.toString();
   }
 
   /** nft comments: at most 128 bytes, no quotes or backslashes, printable ASCII. */

@@ -108,7 +108,8 @@ public final class ProcessNftRunner implements NftRunner {
     return b.length() == 0 ? "exit status non-zero, no message" : b.toString();
   }
 
-  private static Thread pump(InputStream in, ByteArrayOutputStream to) {
+  /** Copies a child's output on a daemon thread, so a full pipe can never block the child. */
+  public static Thread pump(InputStream in, ByteArrayOutputStream to) {
     Thread t =
         new Thread(
             () -> {

@@ -1,7 +1,6 @@
 package ch.ungleich.uncloud.hook.nwfilter;
 
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.List;
 
 /**
@@ -14,13 +13,44 @@ public record FilterRef(String filter, List<Param> params) {
   /** Every filter we define starts with this. */
   public static final String PREFIX = "uncloud-";
 
-  /** One {@code <parameter name=… value=…/>}. */
-  public record Param(String name, String value) {}
+  /**
+   * One {@code <parameter name=… value=…/>}. equals/hashCode are written out: the hook compares
+   * filterrefs on every call, and a record's generated ones bootstrap through invokedynamic, which
+   * costs start-up time no CDS archive saves (see the parent pom on {@code -XDstringConcat=inline}).
+   */
+  public record Param(String name, String value) {
+    @Override
+    public boolean equals(Object o) {
+      return o instanceof Param p && name.equals(p.name) && value.equals(p.value);
+    }
+
+    @Override
+    public int hashCode() {
+      return 31 * name.hashCode() + value.hashCode();
+    }
+  }
 
   public FilterRef {
-    List<Param> sorted = new ArrayList<>(params);
-    sorted.sort(Comparator.comparing(Param::name)); // stable: list values keep their order
+    // stable insertion sort by name: the values of a list parameter keep their order (no lambda, as above)
+    List<Param> sorted = new ArrayList<>(params.size());
+    for (Param p : params) {
+      int i = sorted.size();
+      while (i > 0 && sorted.get(i - 1).name().compareTo(p.name()) > 0) {
+        i--;
+      }
+      sorted.add(i, p);
+    }
     params = List.copyOf(sorted);
+  }
+
+  @Override
+  public boolean equals(Object o) {
+    return o instanceof FilterRef f && filter.equals(f.filter) && params.equals(f.params);
+  }
+
+  @Override
+  public int hashCode() {
+    return 31 * filter.hashCode() + params.hashCode();
   }
 
   /** Whether uncloud-hook manages this filterref (libvirt's own or an operator's filters are left alone). */

@@ -121,7 +121,12 @@ public final class NwfilterBackend {
 
   /** True when nothing has to change. */
   public static boolean inSync(List<NicChange> plan) {
-    return plan.stream().allMatch(c -> c.kind() == Kind.KEEP);
+    for (NicChange c : plan) {
+      if (c.kind() != Kind.KEEP) {
+        return false;
+      }
+    }
+    return true;
   }
 
   /**

@@ -124,8 +124,24 @@ class CliTest {
     assertEquals("vm1", j.get("domain").asText());
     assertEquals("testnet0", j.get("nics").get(0).get("tap").asText());
     assertEquals("unfiltered", j.get("nics").get(1).get("mode").asText());
-    assertTrue(j.get("script").asText().contains("ip saddr { 192.0.2.10 } accept"), j.get("script").asText());
+    assertTrue(j.get("script").asText().contains("ip saddr 192.0.2.10 accept"), j.get("script").asText());
     assertTrue(j.get("warnings").get(0).asText().contains("NOT protected"));
+  }
+
+  @Test
+  void planForTheNwfilterBackendGivesFilterrefs() {
+    Run r = cli("plan", "vm1", "--connect", NODE, "--config-file", "/nonexistent", "--backend", "nwfilter", "--json");
+    assertEquals(0, r.exit(), r.err());
+    JsonNode j = r.json();
+    assertTrue(j.get("script").isNull());
+    JsonNode f = j.get("filterrefs");
+    assertEquals(List.of("name", "mac", "filterref"), keys(f.get(0)));
+    String ref = f.get(0).get("filterref").asText();
+    assertTrue(ref.startsWith("<filterref filter='uncloud-clean-traffic'>"), ref);
+    assertTrue(ref.contains("<parameter name='IPV4' value='192.0.2.10'/>"), ref);
+    assertTrue(f.get(1).get("filterref").isNull()); // the macvtap NIC carries none of ours
+    Run text = cli("plan", "vm1", "--connect", NODE, "--config-file", "/nonexistent", "--backend", "nwfilter");
+    assertTrue(text.out().contains("<!-- net0 52:54:00:aa:bb:01 -->") || text.out().contains("<!-- nic0 52:54:00:aa:bb:01 -->"), text.out());
   }
 
   @Test

@@ -81,17 +81,20 @@ class ChecksTest {
   @Test
   void libvirtdStartedBeforeOrAfterTheHook() {
     Checks.HookFiles f = hooks(file("/etc/libvirt/hooks/qemu", true, 5_000, OURS));
-    assertEquals(Status.PASS, Checks.libvirtdSawHook(f, new Checks.Daemon(42L, "pid file", 6_000L), null).status());
-    Check before = Checks.libvirtdSawHook(f, new Checks.Daemon(42L, "pid file", 4_000L), null);
+    assertEquals(Status.PASS, Checks.libvirtdSawHook(f, new Checks.Daemon(42L, "pid file", 6_000L), null, null, "/run/uncloud-hook").status());
+    Check before = Checks.libvirtdSawHook(f, new Checks.Daemon(42L, "pid file", 4_000L), null, null, "/run/uncloud-hook");
     assertEquals(Status.WARN, before.status());
-    assertTrue(before.fix().contains("kill -HUP 42"), before.fix());
+    assertTrue(before.fix().contains("kill -HUP 42 && echo \"42 $(date +%s)\" >> /run/uncloud-hook/libvirtd-sighup"), before.fix());
+    // a SIGHUP recorded after the hook appeared: libvirtd looked again
+    assertEquals(Status.PASS, Checks.libvirtdSawHook(f, new Checks.Daemon(42L, "pid file", 4_000L), null, 5_500L, "/s").status());
+    assertEquals(Status.WARN, Checks.libvirtdSawHook(f, new Checks.Daemon(42L, "pid file", 4_000L), null, 4_500L, "/s").status());
     // the hook logged a call after libvirtd started: it is being called
-    assertEquals(Status.PASS, Checks.libvirtdSawHook(f, new Checks.Daemon(42L, "pid file", 4_000L), 4_500L).status());
+    assertEquals(Status.PASS, Checks.libvirtdSawHook(f, new Checks.Daemon(42L, "pid file", 4_000L), 4_500L, null, "/run/uncloud-hook").status());
     // an older executable hook (someone else's qemu) registered the hook dir at start
     Checks.HookFiles both =
         hooks(file("/etc/libvirt/hooks/qemu", true, 1_000, "#!/bin/sh\n"), file("/etc/libvirt/hooks/qemu.d/uncloud-hook", true, 5_000, OURS));
-    assertEquals(Status.PASS, Checks.libvirtdSawHook(both, new Checks.Daemon(42L, "pid file", 4_000L), null).status());
-    assertEquals(Status.WARN, Checks.libvirtdSawHook(f, new Checks.Daemon(null, "no libvirtd process", null), null).status());
+    assertEquals(Status.PASS, Checks.libvirtdSawHook(both, new Checks.Daemon(42L, "pid file", 4_000L), null, null, "/run/uncloud-hook").status());
+    assertEquals(Status.WARN, Checks.libvirtdSawHook(f, new Checks.Daemon(null, "no libvirtd process", null), null, null, "/s").status());
   }
 
   static final String DOM =
@@ -176,6 +179,40 @@ class ChecksTest {
     List<Check> d = Checks.drift(dirty, 3);
     assertEquals(List.of("FAIL drift", "WARN stale"), d.stream().map(x -> x.status() + " " + x.id()).toList());
     assertEquals("uncloud-hook reconcile", d.get(0).fix());
+    // a fresh host: no table and no filtered NIC is not drift (the first 'start begin' creates it) ...
+    ReconcilePlan fresh =
+        new ReconcilePlan(
+            "x", List.of(new ReconcilePlan.Change("prelude", null, null, null, "table uncloud was missing")),
+            List.of(), Map.of());
+    assertEquals(List.of(Status.PASS, Status.PASS), Checks.drift(fresh, 0).stream().map(Check::status).toList());
+    // ... but with a filtered NIC it is
+    assertEquals(Status.FAIL, Checks.drift(fresh, 1).get(0).status());
+  }
+
+  @Test
+  void nwfilterTemplatesAndFilterrefs() {
+    List<ch.ungleich.uncloud.hook.nwfilter.Templates.Template> ours = ch.ungleich.uncloud.hook.nwfilter.Templates.all();
+    Map<String, String> defined = new java.util.HashMap<>();
+    ours.forEach(t -> defined.put(t.name(), t.withUuid("11111111-2222-4333-8444-555555555555")));
+    List<Check> ok = Checks.nwfilterTemplates(ours, defined);
+    assertEquals(List.of(Status.PASS), ok.stream().map(Check::status).toList());
+    defined.put(ours.get(0).name(), null);
+    defined.put(ours.get(1).name(), ours.get(1).xml().replaceFirst("priority='-?[0-9]+'", "priority='1'"));
+    List<Check> bad = Checks.nwfilterTemplates(ours, defined);
+    assertEquals(2, bad.size(), bad.toString());
+    assertTrue(bad.get(0).found().startsWith("not defined"), bad.get(0).found());
+    assertTrue(bad.get(1).found().startsWith("defined, but differs"), bad.get(1).found());
+    assertEquals("uncloud-hook nwfilter install", bad.get(0).fix());
+
+    // a running NIC without its filterref: FAIL with the sync command; the persistent definition too: WARN
+    DomainView d = view("nw", 7, "bridge", meta("52:54:00:00:00:07", "192.0.2.7"), meta("52:54:00:00:00:07", "192.0.2.7"));
+    List<Check> drift = Checks.nwfilterDrift(List.of(d), Config.defaults());
+    assertEquals(List.of("FAIL drift nw", "WARN drift nw (persistent)"),
+        drift.stream().map(x -> x.status() + " " + x.id() + " " + x.subject()).toList());
+    assertEquals("uncloud-hook sync nw", drift.get(0).fix());
+    assertTrue(drift.get(0).found().contains("has no filterref, needs uncloud-clean-traffic"), drift.get(0).found());
+    assertEquals(Status.WARN, Checks.nftLeftover(true, 3).status());
+    assertEquals(Status.PASS, Checks.nftLeftover(false, 0).status());
   }
 
   @Test

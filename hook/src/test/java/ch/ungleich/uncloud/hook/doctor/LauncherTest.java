@@ -39,6 +39,29 @@ class LauncherTest {
   }
 
   @Test
+  void continuedLinesAsInstallWritesThem() {
+    Launcher l =
+        Launcher.parse(
+            "#!/bin/sh\n# uncloud-hook: managed hook launcher\nexec /usr/lib/uncloud-hook/java \\\n"
+                + "  -Xshare:auto -XX:SharedArchiveFile=/var/lib/uncloud-hook/uncloud-hook.jsa \\\n"
+                + "  -Xlog:disable -Xlog:all=warning:stderr \\\n"
+                + "  -jar /usr/lib/uncloud-hook/uncloud-hook.jar hook \"$@\"\n");
+    assertEquals("/usr/lib/uncloud-hook/java", l.java());
+    assertEquals("/usr/lib/uncloud-hook/uncloud-hook.jar", l.jar());
+    assertEquals(4, l.jvmArgs().size());
+    assertTrue(l.passesArgs());
+  }
+
+  @Test
+  void theLauncherInstallShips() throws java.io.IOException {
+    Launcher l = Launcher.parse(java.nio.file.Files.readString(java.nio.file.Path.of("../install/files/libvirt-hook")));
+    assertTrue(l.ours());
+    assertTrue(l.passesArgs());
+    assertEquals("/usr/lib/uncloud-hook/java", l.java());
+    assertEquals("/usr/lib/uncloud-hook/uncloud-hook.jar", l.jar());
+  }
+
+  @Test
   void quotedPathsAndConfig() {
     Launcher l =
         Launcher.parse(

@@ -174,6 +174,25 @@ class HookMainTest {
     assertTrue(nft.scripts.isEmpty());
   }
 
+  /** backend = nft: migrate/restore print nothing for XML without filterrefs of ours, foreign ones included. */
+  @Test
+  void nftBackendLeavesXmlWithoutOurFilterrefsAlone() {
+    for (String extra : List.of("", "<filterref filter='clean-traffic'><parameter name='IP' value='192.0.2.10'/>"
+        + "</filterref>")) {
+      String x = xml(GOOD, false).replace("<alias", extra + "<alias");
+      for (String op : List.of("migrate", "restore")) {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        err = new ByteArrayOutputStream();
+        HookMain h = new HookMain(Map.of("UNCLOUD_HOOK_CONFIG", conf.toString()),
+            new PrintStream(out, true, StandardCharsets.UTF_8), new PrintStream(err, true, StandardCharsets.UTF_8),
+            c -> nft);
+        assertEquals(ExitCodes.OK, h.run(new String[] {"web01", op, "begin", "-"},
+            new ByteArrayInputStream(x.getBytes(StandardCharsets.UTF_8))));
+        assertEquals("", out.toString(StandardCharsets.UTF_8), op + " " + extra);
+      }
+    }
+  }
+
   /** Concurrent calls for different domains serialise on the host lock and lose nothing. */
   @Test
   void concurrentStartsLoseNothing() throws Exception {

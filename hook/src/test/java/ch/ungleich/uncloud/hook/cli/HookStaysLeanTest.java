@@ -1,0 +1,42 @@
+package ch.ungleich.uncloud.hook.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The CLI brought Jackson (and libvirt-java, picocli, JAXB) into the jar; libvirt's hook call must still
+ * load none of them (each costs JVM start-up time three to four times per VM start).
+ */
+class HookStaysLeanTest {
+  @Test
+  void hookCallLoadsNoCliLibrary(@TempDir Path tmp) throws Exception {
+    Path conf = tmp.resolve("conf");
+    Files.writeString(conf, "state_dir = " + tmp.resolve("state") + "\nlog_file = " + tmp.resolve("log") + "\n");
+    String xml = Files.readString(Path.of("src/test/resources/golden/issue-example/domain.xml"));
+    ProcessBuilder pb =
+        new ProcessBuilder(
+            Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-verbose:class", "-cp",
+            System.getProperty("java.class.path"), "ch.ungleich.uncloud.hook.Main", "hook", "web01", "prepare", "begin", "-");
+    pb.environment().put("UNCLOUD_HOOK_CONFIG", conf.toString());
+    pb.redirectErrorStream(false);
+    Process p = pb.start();
+    p.getOutputStream().write(xml.getBytes(StandardCharsets.UTF_8));
+    p.getOutputStream().close();
+    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    String err = new String(p.getErrorStream().readAllBytes(), StandardCharsets.UTF_8);
+    assertEquals(0, p.waitFor(), err);
+    List<String> loaded = out.lines().filter(l -> l.contains("class,load")).toList();
+    assertTrue(loaded.size() > 100, out);
+    for (String lib : List.of("com.fasterxml.", "picocli.", "org.libvirt.", "com.sun.jna.", "jakarta.xml.bind.")) {
+      assertTrue(loaded.stream().noneMatch(l -> l.contains(" " + lib)), "hook path loaded " + lib + ":\n"
+          + String.join("\n", loaded.stream().filter(l -> l.contains(" " + lib)).toList()));
+    }
+  }
+}
