@@ -110,6 +110,10 @@ XML
   check "$label: start begin exits 0" run start begin -
   check "$label: start begin made chain port-vnet0" ip netns exec "$NS" nft list chain bridge uncloud port-vnet0
   check "$label: migrate begin exits 0 with empty stdout" eval 'run migrate begin - && [ ! -s "$TMP/out" ]'
+  ip netns exec "$NS" nft delete table bridge uncloud
+  check "$label: reconnect begin (spooled, batched) exits 0" run reconnect begin -
+  check "$label: reconnect begin put port-vnet0 back" ip netns exec "$NS" nft list chain bridge uncloud port-vnet0
+  check "$label: reconnect left nothing in the spool" eval '[ -z "$(ls /run/uncloud-hook/reconnect)" ]'
   check "$label: stopped end exits 0" run stopped end -
   check "$label: stopped end removed port-vnet0" eval '! ip netns exec "$NS" nft list chain bridge uncloud port-vnet0 >/dev/null 2>&1'
   check "$label: no JVM output on stderr" eval '[ ! -s "$TMP/err" ] || { cat "$TMP/err"; false; }'

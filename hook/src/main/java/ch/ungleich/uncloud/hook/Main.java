@@ -26,7 +26,7 @@ public final class Main {
       System.exit(HookMain.main(Arrays.copyOfRange(args, 1, args.length), System.in, out, err));
     }
     if (args.length > 0 && args[0].equals("hook-batch")) {
-      // the launcher's reconnect batching (install/hook-launcher-reconnect.sh-snippet): same fast path
+      // the launcher's reconnect batching (install/files/libvirt-hook): same fast path
       PrintStream err = new PrintStream(new FileOutputStream(FileDescriptor.err), true);
       System.setOut(err);
       System.exit(HookBatch.main(Arrays.copyOfRange(args, 1, args.length), err));

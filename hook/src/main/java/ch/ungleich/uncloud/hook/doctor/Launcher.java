@@ -14,7 +14,8 @@ import java.util.regex.Pattern;
  * @param jvmArgs words between java and {@code -jar}
  * @param jar the jar path
  * @param config {@code UNCLOUD_HOOK_CONFIG} as the launcher sets it, or null
- * @param passesArgs whether the command ends in {@code hook "$@"}
+ * @param passesArgs whether the command ends in {@code hook "$@"}, or in {@code "$@"} after the script
+ *     made {@code hook} its first argument with {@code set -- hook "$@"}
  */
 public record Launcher(String java, List<String> jvmArgs, String jar, String config, boolean passesArgs) {
 
@@ -24,9 +25,9 @@ public record Launcher(String java, List<String> jvmArgs, String jar, String con
   }
 
   /**
-   * Reads a launcher; null when no line runs {@code java ... -jar JAR}. The line that ends in
-   * {@code hook "$@"} wins over earlier ones (a launcher with reconnect batching first defines a
-   * function running the same java command for {@code hook-batch}).
+   * Reads a launcher; null when no line runs {@code java ... -jar JAR}. The line that passes the
+   * arguments on wins over earlier ones. The installed launcher (reconnect batching) starts with
+   * {@code set -- hook "$@"} and runs {@code exec java ... -jar JAR "$@"} in a function.
    */
   public static Launcher parse(String script) {
     if (script == null || !script.startsWith("#!")) {
@@ -34,10 +35,15 @@ public record Launcher(String java, List<String> jvmArgs, String jar, String con
     }
     Launcher first = null;
     String config = null;
+    boolean setsHook = false;
     // a backslash at the end of a line continues the command on the next one
     for (String raw : script.replace("\\\n", " ").split("\n")) {
       List<String> w = words(raw);
       if (w.isEmpty()) {
+        continue;
+      }
+      if (w.equals(List.of("set", "--", "hook", "$@"))) {
+        setsHook = true;
         continue;
       }
       int i = 0;
@@ -69,7 +75,8 @@ public record Launcher(String java, List<String> jvmArgs, String jar, String con
         continue;
       }
       List<String> rest = w.subList(jar + 2, w.size());
-      boolean passes = rest.size() >= 2 && rest.get(0).equals("hook") && rest.get(1).equals("$@");
+      boolean passes = rest.size() >= 2 && rest.get(0).equals("hook") && rest.get(1).equals("$@")
+          || setsHook && rest.equals(List.of("$@"));
       Launcher l = new Launcher(java, List.copyOf(w.subList(i + 1, jar)), w.get(jar + 1), config, passes);
       if (passes) {
         return l;

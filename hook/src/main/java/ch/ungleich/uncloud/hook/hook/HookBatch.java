@@ -30,7 +30,7 @@ import java.util.function.Function;
  * <p>After a restart libvirtd calls the hook's {@code reconnect begin} for every running domain at once,
  * one process each. One JVM per call means N JVMs starting together on a host's few cores, N times the
  * memory, and N transactions queueing for the host lock (with lock_timeout, some give up). The launcher
- * (install/hook-launcher-reconnect.sh-snippet) instead spools each call's XML and lets one waiter at a time
+ * (install/files/libvirt-hook) instead spools each call's XML and lets one waiter at a time
  * run this batch, which re-applies every spooled domain in ONE nft transaction and removes the files it
  * handled, so the other waiters find their file gone and exit: two or three JVMs for a whole restart.
  *

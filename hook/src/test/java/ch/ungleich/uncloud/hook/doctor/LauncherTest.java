@@ -25,17 +25,15 @@ class LauncherTest {
   }
 
   @Test
-  void launcherWithReconnectBatching() throws java.io.IOException {
-    String snippet = java.nio.file.Files.readString(java.nio.file.Path.of("..", "install",
-        "hook-launcher-reconnect.sh-snippet"));
-    Launcher l =
-        Launcher.parse(
-            "#!/bin/sh\nuncloud_java() {\n  /usr/lib/uncloud-hook/java -Xmx64m -jar /usr/lib/uncloud-hook/uncloud-hook.jar"
-                + " \"$@\"\n}\n" + snippet
-                + "exec /usr/lib/uncloud-hook/java -Xmx64m -jar /usr/lib/uncloud-hook/uncloud-hook.jar hook \"$@\"\n");
+  void hookAddedBySetInsteadOfOnTheJavaLine() {
+    String fn = "uncloud_java() {\n  exec /usr/lib/uncloud-hook/java -Xmx64m -jar /usr/lib/uncloud-hook/uncloud-hook.jar \"$@\"\n}\n"
+        + "uncloud_java \"$@\"\n";
+    Launcher l = Launcher.parse("#!/bin/sh\nset -- hook \"$@\"\n" + fn);
     assertEquals("/usr/lib/uncloud-hook/java", l.java());
     assertEquals(List.of("-Xmx64m"), l.jvmArgs());
     assertTrue(l.passesArgs());
+    // without the set line, "$@" alone never says "hook": libvirt's arguments would be taken as a command
+    assertFalse(Launcher.parse("#!/bin/sh\n" + fn).passesArgs());
   }
 
   @Test
