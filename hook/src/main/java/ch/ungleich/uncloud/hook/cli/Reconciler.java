@@ -26,32 +26,36 @@ final class Reconciler {
     this.host = host;
   }
 
-  /** The desired ruleset as nft stores it: loaded into a scratch network namespace, listed there. */
-  NftState canonical() {
-    return NftJson.parse(nft.canonical(NftBackend.desiredScript(inventory.policies())));
+  /**
+   * The desired ruleset as nft stores it (loaded into a scratch network namespace, listed there), but
+   * only the chains that exist in {@code observed}: only those are compared, the missing ones are
+   * installed. Nothing to load when our table is gone (host boot, {@code nft flush ruleset}).
+   */
+  NftState canonical(NftState observed) {
+    String script = NftBackend.canonicalScript(inventory.policies(), observed);
+    return script == null ? NftState.ABSENT : NftJson.parse(nft.canonical(script));
   }
 
   /** Plans against the current state without the lock and without changing anything (doctor, --dry-run). */
   ReconcilePlan plan() {
-    return plan(canonical());
+    return plan(Inventory.observe(nft));
   }
 
-  private ReconcilePlan plan(NftState canonical) {
+  private ReconcilePlan plan(NftState observed) {
     return NftBackend.reconcile(
         inventory.policies(),
         inventory.runningUuids(),
         inventory.untouchable(),
-        Inventory.observe(nft),
-        canonical,
+        observed,
+        canonical(observed),
         store.records(),
         host::linkMac);
   }
 
   /** Plans and applies under the host lock: one nft transaction, then the records. */
   ReconcilePlan apply() {
-    NftState canonical = canonical();
     try (StateStore.Lock l = store.lock()) {
-      ReconcilePlan p = plan(canonical);
+      ReconcilePlan p = plan(Inventory.observe(nft));
       if (!p.script().isEmpty()) {
         nft.apply(p.script());
       }

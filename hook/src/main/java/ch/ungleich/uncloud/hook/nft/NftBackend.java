@@ -86,10 +86,24 @@ public final class NftBackend {
    * learn how nft stores it, and never applies it as such.
    */
   public static String desiredScript(List<DomainPolicy> policies) {
+    return desiredScript(policies, tap -> true);
+  }
+
+  /**
+   * What reconcile must load into a scratch namespace to learn nft's form of what it compares: the
+   * prelude and the desired chains that exist in {@code observed} (the missing ones are installed, not
+   * compared); null when our table is gone (host boot, {@code nft flush ruleset}): nothing to compare.
+   * At 1000 ports the scratch load and its listing cost more than the rest of reconcile.
+   */
+  public static String canonicalScript(List<DomainPolicy> policies, NftState observed) {
+    return observed.exists() ? desiredScript(policies, tap -> observed.chain(NftScript.chain(tap)) != null) : null;
+  }
+
+  private static String desiredScript(List<DomainPolicy> policies, java.util.function.Predicate<String> include) {
     NftScript s = new NftScript().prelude();
     for (DomainPolicy p : policies) {
       for (NicPolicy nic : p.nics()) {
-        if (nic.hasChain()) {
+        if (nic.hasChain() && include.test(nic.tap())) {
           s.install(nic, owner(p, nic).comment());
         }
       }
@@ -112,7 +126,9 @@ public final class NftBackend {
    * @param running UUIDs of every running domain libvirt listed, valid or not
    * @param untouchable taps of running domains whose metadata is invalid: their rules stay as they are
    * @param observed our table now
-   * @param canonical {@link #desiredScript} of {@code policies} as nft stores it
+   * @param canonical {@link #desiredScript} of {@code policies} as nft stores it; it may leave out the
+   *     chains that {@code observed} lacks (they are installed, not compared), and may be {@link
+   *     NftState#ABSENT} when {@code observed} is
    * @param records the ownership records now
    * @param tapMac the host-side MAC of an interface (libvirt gives a tap the guest MAC with the first
    *     octet fe, or fa), null when there is no such interface
@@ -188,12 +204,11 @@ public final class NftBackend {
       String chain = NftScript.chain(tap);
       NftState.Chain have = observed.chain(chain);
       NftState.Chain want = canonical.chain(chain);
-      if (want == null) {
-        throw new IllegalArgumentException("canonical state lacks " + chain + ": not made from these policies");
-      }
       if (have == null) {
         s.install(e.getValue(), o.comment());
         changes.add(change("install", tap, o, "chain " + chain + " was missing"));
+      } else if (want == null) {
+        throw new IllegalArgumentException("canonical state lacks " + chain + ": not made from these policies");
       } else if (!have.keys().equals(want.keys()) || !Objects.equals(have.hook(), want.hook())) {
         s.install(e.getValue(), o.comment());
         changes.add(change("update", tap, o, describe(have, want)));

@@ -68,8 +68,10 @@ class NftReconcileTest {
       return this;
     }
 
+    /** Plans like {@code Reconciler}: nft's form only of the chains that exist. */
     ReconcilePlan plan() {
-      NftState canonical = FakeNft.canonicalState(NftBackend.desiredScript(domains));
+      String script = NftBackend.canonicalScript(domains, nft.state());
+      NftState canonical = script == null ? NftState.ABSENT : FakeNft.canonicalState(script);
       Set<String> running = domains.stream().map(DomainPolicy::uuid).collect(Collectors.toSet());
       return NftBackend.reconcile(domains, running, untouchable, nft.state(), canonical, records, links::get);
     }
@@ -113,6 +115,19 @@ class NftReconcileTest {
     ReconcilePlan again = h.plan();
     assertTrue(again.isEmpty(), () -> "second plan not empty: " + again);
     assertEquals("", again.script());
+  }
+
+  @Test
+  void onlyChainsThatExistAreLoadedForComparison() {
+    Host h = new Host().run(VM1).run(VM2);
+    assertNull(NftBackend.canonicalScript(h.domains, h.nft.state()), "no table: nothing to compare");
+    h.reconcile();
+    h.nft.handEdit("delete element bridge uncloud ports { \"vnet1\" }\ndelete chain bridge uncloud port-vnet1\n");
+    String script = NftBackend.canonicalScript(h.domains, h.nft.state());
+    assertTrue(script.contains("add chain bridge uncloud port-vnet0\n") && script.contains("port-vnet2"), script);
+    assertFalse(script.contains("port-vnet1"), script);
+    assertTrue(script.contains("add chain bridge uncloud filter-prerouting"), script);
+    assertEquals(List.of("install vnet1"), actions(h.reconcile()));
   }
 
   @Test
