@@ -24,21 +24,21 @@ import java.util.Map;
  *
  * <pre>
  *   xml DIR FIRST COUNT NICS [TAP,TAP...]   write DIR/ucb&lt;i&gt;.xml for domains FIRST..FIRST+COUNT-1
- *   install FIRST COUNT NICS SCRIPT [setfree]        plan COUNT domains with the project's classes
+ *   install FIRST COUNT NICS SCRIPT         plan COUNT domains with the project's classes
  *                                           (DomainReader, PolicyBuilder, NftBackend, NftScript), write ONE
  *                                           transaction to SCRIPT, apply it with nft -f, record ownership
  *                                           with StateStore exactly as the hook does; prints timings
- *   render I TAP INSTALL REMOVE [setfree]         the scripts one hook call would run for 1-NIC domain I on TAP
+ *   render I TAP INSTALL REMOVE             the scripts one hook call would run for 1-NIC domain I on TAP
  *                                           (install at start, remove at stopped), for timing nft alone
  *   ident I                                 MAC and IPv4 of domain I's first NIC
- *   node FILE FIRST COUNT TAPS               libvirt test-driver host (test:///FILE) with those domains
+ *   node FILE FIRST COUNT TAPS              libvirt test-driver host (test:///FILE) with those domains
  *                                           running, and TAPS: "ip -batch" lines making their taps (bridges
  *                                           with the MAC libvirt gives a tap: first octet fe)
  *   seed SCRIPT FIRST COUNT [TAP:I,...]     seed-000-style table: one iifname/ether saddr/ip saddr accept
  *                                           rule per port in one chain, the listed real ports LAST
  * </pre>
  *
- * Config (state_dir, nft) comes from UNCLOUD_HOOK_CONFIG, like the hook's. {@code setfree}: see {@link SetFree}.
+ * Config (state_dir, nft) comes from UNCLOUD_HOOK_CONFIG, like the hook's.
  */
 public final class BenchGen {
   static final String NS = "https://ungleich.ch/uncloud/hook/1";
@@ -145,7 +145,6 @@ public final class BenchGen {
     int count = Integer.parseInt(a[2]);
     int nics = Integer.parseInt(a[3]);
     Path scriptFile = Path.of(a[4]);
-    boolean setFree = a.length > 5 && a[5].equals("setfree");
     Config config = ConfigFile.load(System.getenv());
     StateStore state = new StateStore(config.stateDir(), config.lockTimeoutSeconds());
     String prelude = new NftScript().prelude().render();
@@ -165,7 +164,7 @@ public final class BenchGen {
         owners.putAll(plan.claim());
         String s = plan.script();
         s = s.startsWith(prelude) ? s.substring(prelude.length()) : s;
-        script.append(setFree ? SetFree.transform(s) : s);
+        script.append(s);
         chains += plan.claim().size();
         uuids.add(p.uuid());
         plans.add(plan);
@@ -197,9 +196,8 @@ public final class BenchGen {
     DomainPolicy p = PolicyBuilder.build(DomainReader.read(domainXml(i, 1, List.of(a[2]))), config);
     Plan start = NftBackend.start(p, List.of(), t -> null);
     Plan stop = NftBackend.stop(p.uuid(), List.of(a[2]), t -> new Owner(p.uuid(), mac(i, 0), name(i)));
-    boolean setFree = a.length > 5 && a[5].equals("setfree");
-    Files.writeString(Path.of(a[3]), setFree ? SetFree.transform(start.script()) : start.script(), StandardCharsets.UTF_8);
-    Files.writeString(Path.of(a[4]), setFree ? SetFree.transform(stop.script()) : stop.script(), StandardCharsets.UTF_8);
+    Files.writeString(Path.of(a[3]), start.script(), StandardCharsets.UTF_8);
+    Files.writeString(Path.of(a[4]), stop.script(), StandardCharsets.UTF_8);
   }
 
   /**
@@ -228,84 +226,5 @@ public final class BenchGen {
       }
     }
     Files.writeString(out, b, StandardCharsets.UTF_8);
-  }
-}
-
-/**
- * A PROPOSAL measured by the benchmark, not what main renders: the same per-port policy without
- * anonymous sets. Why: every {@code { a, b }} in a rule is an anonymous set in the kernel; nft 1.0.6
- * fetches the elements of EVERY set of the table before an {@code add element} (one netlink dump per set,
- * so each hook call costs O(all ports)), and the kernel names each new anonymous set by scanning all sets
- * of the table ({@code nf_tables_set_alloc_name}, O(sets) per set, O(N^2) for a bulk load). Here a
- * positive set match becomes one rule per element (cartesian for two sets), and the one negated set (the
- * NA target check) becomes a jump to a per-port chain {@code port-<tap>-na} that returns for each own
- * target and drops the rest. Per-packet work stays O(the port's own addresses), independent of N.
- */
-final class SetFree {
-  private static final java.util.regex.Pattern RULE =
-      java.util.regex.Pattern.compile("add rule (\\S+ \\S+) (\\S+) (.*?)( comment \"[^\"]*\")?");
-  private static final java.util.regex.Pattern SET = java.util.regex.Pattern.compile("\\{ ([^}]*) \\}");
-
-  static String transform(String script) {
-    StringBuilder out = new StringBuilder();
-    for (String line : script.split("\n")) {
-      if (line.isEmpty()) {
-        continue;
-      }
-      java.util.regex.Matcher m = RULE.matcher(line);
-      if (line.startsWith("delete chain ") && line.contains(" port-")) {
-        out.append(line).append('\n');
-        String na = line.substring("delete chain ".length()) + "-na";
-        out.append("add chain ").append(na).append('\n').append("delete chain ").append(na).append('\n');
-        continue;
-      }
-      if (!m.matches() || !m.group(3).contains("{ ")) {
-        out.append(line).append('\n');
-        continue;
-      }
-      String table = m.group(1);
-      String chain = m.group(2);
-      String body = m.group(3);
-      String comment = m.group(4) == null ? "" : m.group(4);
-      int neg = body.indexOf(" != { ");
-      if (neg >= 0) {
-        String before = body.substring(0, neg);
-        int k = before.lastIndexOf(' ');
-        String prefix = before.substring(0, k);
-        String key = before.substring(k + 1);
-        int close = body.indexOf(" }", neg);
-        String[] els = body.substring(neg + 6, close).split(", ");
-        String rest = body.substring(close + 2).strip();
-        String na = chain + "-na";
-        out.append("add chain ").append(table).append(' ').append(na).append('\n');
-        out.append("flush chain ").append(table).append(' ').append(na).append('\n');
-        for (String e : els) {
-          out.append("add rule ").append(table).append(' ').append(na).append(' ').append(key).append(' ').append(e)
-              .append(" return").append('\n');
-        }
-        out.append("add rule ").append(table).append(' ').append(na).append(' ').append(rest).append(comment)
-            .append('\n');
-        out.append("add rule ").append(table).append(' ').append(chain).append(' ').append(prefix).append(" jump ")
-            .append(na).append(comment).append('\n');
-        continue;
-      }
-      List<String> bodies = List.of(body);
-      while (bodies.get(0).contains("{ ")) {
-        List<String> next = new ArrayList<>();
-        for (String b : bodies) {
-          java.util.regex.Matcher sm = SET.matcher(b);
-          sm.find();
-          for (String e : sm.group(1).split(", ")) {
-            next.add(b.substring(0, sm.start()) + e + b.substring(sm.end()));
-          }
-        }
-        bodies = next;
-      }
-      for (String b : bodies) {
-        out.append("add rule ").append(table).append(' ').append(chain).append(' ').append(b).append(comment)
-            .append('\n');
-      }
-    }
-    return out.toString();
   }
 }
