@@ -236,7 +236,8 @@ class Bench:
         self.run(["ip", "-n", vm2, "neigh", "replace", ident[0][1], "lladdr", ident[0][0], "dev", "eth0",
                   "nud", "permanent"])
         self.run(["ip", "-n", vm1, "addr", "add", "198.51.100.250/32", "dev", "eth0"])  # spoof source
-        self.dp = {"hv": hv, "vm1": vm1, "vm2": vm2, "ip2": ident[1][1], "ours_on": True, "seed_on": False}
+        self.dp = {"hv": hv, "vm1": vm1, "vm2": vm2, "ip2": ident[1][1], "ours_on": True, "seed_on": False,
+                   "conf": conf}
 
         def hook(i, op, sub):
             w, rc, _, err = self.timed(self.hook_cmd(hv, conf, [f"ucb{i}", op, sub, "-"]),
@@ -253,6 +254,8 @@ class Bench:
         installed = 2
         levels = (set(a.dp_levels) if "dp" in a.only else set()) | (set(a.cp_levels) if "cp" in a.only else set())
         for level in sorted(levels - {1}):
+            if level > 2:
+                self.nwfilter_once(hv, conf, xmls, None)  # when there is no 2-port data plane row
             if level > installed:
                 first = max(installed, 2)
                 # rules for absent taps, rendered by main's classes (BenchGen install), one nft -f
@@ -264,19 +267,24 @@ class Bench:
                 installed = level
             if "dp" in a.only and level in a.dp_levels:
                 dp_rows.append(self.data_plane(hv, conf, installed))
-            if a.nwfilter_ports and not self.results.get("nwfilter_done"):
-                # nwfilter once, with only our 2 VMs' nft rules loaded: it binds few ports (slow, see README)
-                self.results["nwfilter_done"] = True
-                self.nwfilter(hv, conf, xmls, ident, dp_rows[-1] if dp_rows and dp_rows[-1]["ports"] == 2 else None)
+            if level == 2:
+                self.nwfilter_once(hv, conf, xmls, dp_rows[-1] if dp_rows else None)
             if "cp" in a.only and level in a.cp_levels:
                 cp_rows.append(self.control_plane(hv, conf, xmls, installed))
+        self.nwfilter_once(hv, conf, xmls, None)  # when no level above 1 was asked for
         self.results["sections"]["data_plane"] = dp_rows
         self.results["sections"]["control_plane"] = cp_rows
         for n in (vm1, vm2, hv):
             self.del_ns(n)
 
     # ------------------------------------------------------------------ 1 + 2: the nwfilter columns
-    def nwfilter(self, hv, conf, xmls, ident, dp_row):
+    def nwfilter_once(self, hv, conf, xmls, dp_row):
+        """nwfilter once, while only our 2 VMs' nft rules are loaded; it binds few ports (slow, see README)."""
+        if self.a.nwfilter_ports and not self.results.get("nwfilter_done"):
+            self.results["nwfilter_done"] = True
+            self.nwfilter(hv, conf, xmls, dp_row)
+
+    def nwfilter(self, hv, conf, xmls, dp_row):
         """libvirt nwfilter (our uncloud-* templates, `uncloud-hook nwfilter install`) measured in the same lab:
         a private libvirtd in the hv netns (own mount namespace, as tests/.../lab/PrivateLibvirtd.java), the
         filterref of each port from the hook's own `migrate begin` with backend = nwfilter, bound by
@@ -389,8 +397,6 @@ class Bench:
             self.results["sections"]["nwfilter_cp"] = rows
             self.results["nwfilter_note"] = f"not measured: only 2 ports bound ({why})"
         finally:
-            for tap in list(bound):
-                virsh("nwfilter-binding-delete", tap, check=False)
             self.dp["nwfilter_on"] = False
             if daemon.poll() is None:
                 daemon.terminate()
@@ -400,9 +406,13 @@ class Bench:
                     daemon.kill()
                     daemon.wait()
             self.procs.remove(daemon)
-            # ebtables-nft's tables stay behind: an empty bridge base chain costs per frame, so remove them
-            for t in ("nat", "filter", "broute"):
-                self.nft(hv, f"add table bridge {t}\ndelete table bridge {t}\n", check=False)
+            # the bindings' rules stay behind without libvirtd (and even an empty bridge base chain costs per
+            # frame): remove every table of this lab netns that is not ours or the seed-style one
+            r = self.run(["ip", "netns", "exec", hv, "nft", "list", "tables"], check=False)
+            for line in r.stdout.splitlines():
+                f = line.split()
+                if len(f) == 3 and f[0] == "table" and f[2] not in ("uncloud", "ucbseed"):
+                    self.nft(hv, f"delete table {f[1]} {f[2]}\n", check=False)
             self.run(["ip", "-n", hv, "link", "del", "vw0"], check=False)
             self.set_variant("ours")
 
@@ -419,6 +429,13 @@ class Bench:
             self.nft(d["hv"], "delete chain bridge ucbseed prerouting\n")
             d["seed_on"] = False
         if want_ours and not d["ours_on"]:
+            if not os.path.exists(self.p("prelude.nft")):
+                # our table's skeleton (map, base chain) as the hook renders it, without any port
+                self.gen(d["hv"], d["conf"], "render", 60001, "vx1", self.p("x.nft"), self.p("y.nft"))
+                with open(self.p("x.nft")) as fh:
+                    pre = [l for l in fh.read().splitlines() if "port-" not in l and "element" not in l]
+                with open(self.p("prelude.nft"), "w") as fh:
+                    fh.write("\n".join(pre) + "\n")
             self.nft_file(d["hv"], self.p("prelude.nft"))
             d["ours_on"] = True
         if want_seed and not d["seed_on"]:
@@ -502,12 +519,6 @@ class Bench:
     def data_plane(self, hv, conf, ports):
         a = self.a
         log(f"data plane with {ports} ports: seed-style table, {a.reps} x {a.seconds} s per variant")
-        if not os.path.exists(self.p("prelude.nft")):
-            self.gen(hv, conf, "render", 60001, "vx1", self.p("x.nft"), self.p("y.nft"))
-            with open(self.p("x.nft")) as fh:
-                pre = [l for l in fh.read().splitlines() if "port-" not in l and "element" not in l]
-            with open(self.p("prelude.nft"), "w") as fh:
-                fh.write("\n".join(pre) + "\n")
         self.set_variant("none")
         self.nft(hv, "add table bridge ucbseed\ndelete table bridge ucbseed\n")
         self.gen(hv, conf, "seed", self.p("hv", "seed.nft"), 2, ports - 2, "vnet0:0,vnet1:1")
