@@ -17,7 +17,8 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * The benchmark of issue 7 still runs: {@code tests/bench/run --smoke} (tiny N, one short repetition)
  * exits 0 and prints every section of its table. Its figures mean nothing; what is checked is that the
- * filters are in the data path (spoofed frames dropped) and that no restart storm loses a domain's rules.
+ * filters (ours, seed-style and libvirt nwfilter, bound by a private libvirtd) are in the data path
+ * (spoofed frames dropped) and that no restart storm loses a domain's rules.
  */
 class BenchSmokeTest {
   @TempDir Path tmp;
@@ -44,15 +45,22 @@ class BenchSmokeTest {
         "## 4. Hook start", "## 5. Restart storm"}) {
       assertTrue(stdout.contains(section), section + " missing:\n" + stdout);
     }
-    Matcher spoof = Pattern.compile("(\\d+) ports: none (\\d+), ours (\\d+), seed (\\d+)").matcher(stdout);
+    Matcher spoof = Pattern.compile("(\\d+) ports: none (\\d+), ours (\\d+), seed (\\d+)(?:, nwfilter (\\d+))?")
+        .matcher(stdout);
+    int nwfilter = 0;
     int checked = 0;
     while (spoof.find()) {
       assertTrue(Integer.parseInt(spoof.group(2)) >= 290, "without a filter spoofed frames must arrive: " + spoof.group());
       assertEquals("0", spoof.group(3), "our ruleset let spoofed frames through: " + spoof.group());
       assertEquals("0", spoof.group(4), "the seed-style ruleset let spoofed frames through: " + spoof.group());
+      if (spoof.group(5) != null) {
+        assertEquals("0", spoof.group(5), "the nwfilter bindings let spoofed frames through: " + spoof.group());
+        nwfilter++;
+      }
       checked++;
     }
     assertTrue(checked >= 1, "no filter-in-path line:\n" + stdout);
+    assertTrue(nwfilter >= 1, "the nwfilter column was not measured:\n" + stdout);
     String storm = stdout.substring(stdout.indexOf("## 5. Restart storm"));
     Matcher intact = Pattern.compile("\\| (\\d+)/(\\d+) +\\|").matcher(storm);
     int rows = 0;
