@@ -395,7 +395,7 @@ class Bench:
             for r in rows:
                 r["why_small"] = why
             self.results["sections"]["nwfilter_cp"] = rows
-            self.results["nwfilter_note"] = f"not measured: only 2 ports bound ({why})"
+            self.results["nwfilter_per_binding_s"] = per
         finally:
             self.dp["nwfilter_on"] = False
             if daemon.poll() is None:
@@ -914,7 +914,13 @@ def report(b, started):
     out = []
     add = out.append
     targets = []  # (target, result, met: True/False/None)
-    nwf_note = b.results.get("nwfilter_note") or "not measured (--nwfilter-ports 0)"
+    per = b.results.get("nwfilter_per_binding_s")
+
+    def nwf_note(ports=None):
+        if per is None:
+            return "not measured (--nwfilter-ports 0)"
+        return (f"not measured: binding {ports:,} ports would take ~{per * ports / 60:.0f} min" if ports else
+                f"not measured")
     add("# uncloud-hook benchmark results" + (" (--smoke: tiny N, NOT figures)" if b.a.smoke else ""))
     add("")
     add(f"machine: {machine()}")
@@ -931,7 +937,7 @@ def report(b, started):
 
         def nwf(r, key):
             v = r.get(key)
-            return fmt_rate(v) if v is not None else r.get("nwfilter_note") or nwf_note
+            return fmt_rate(v) if v is not None else nwf_note(r.get("ports"))
 
         rows = []
         for r in s["data_plane"]:
@@ -948,7 +954,7 @@ def report(b, started):
             for r in s["data_plane"]:
                 c = r["per_cpu"]
                 rows.append([r["ports"], fmt_rate(c["none"]), fmt_rate(c["ours"]), fmt_rate(c["seed"]),
-                             nwf(c, "nwfilter"),
+                             nwf({**c, "ports": r["ports"]}, "nwfilter"),
                              fmt_x(ratio(c["ours"], c["none"])), fmt_x(ratio(c["ours"], c["seed"]), 1)])
             add(table(["ports", "no filter", "ours (vmap)", "seed-style (1 rule/port)", "nwfilter", "ours/none",
                        "ours/seed"], rows))
@@ -988,7 +994,7 @@ def report(b, started):
             add(table(["N bound", "binding-create", "binding-delete", "failed"],
                       [[r["n"], fmt_ms(r["create"]), fmt_ms(r["delete"]), r["failed"]] for r in nw]))
         else:
-            add(f"nwfilter (binding creation by libvirt for one more port): {nwf_note}")
+            add(f"nwfilter (binding creation by libvirt for one more port): {nwf_note()}")
         if len(cp) >= 2:
             lo, hi = min(cp, key=lambda r: r["n"]), max(cp, key=lambda r: r["n"])
             rr = ratio(hi["start"], lo["start"])
@@ -1044,9 +1050,9 @@ def report(b, started):
                              fmt_x(ratio(c[k], c["empty"])), f"{rss[k] / 1024:.0f} MiB", f"{rss['empty'] / 1024:.0f} MiB"])
         add(table(["launcher", "call", "wall", "empty main", "ratio", "<= 2.0x", "CPU", "empty CPU", "CPU ratio",
                    "peak RSS", "empty RSS"], rows))
-        add("rows 1-2: the JVM started directly (plain, and with the installed launcher's java line: its flags, a"
-            " CDS archive made as setup makes it); row 3: the installed launcher file itself run by /bin/sh, paths"
-            " substituted, against the empty main with the same flags (sh not included there)")
+        add("`java -jar` and `... flags + CDS`: the JVM started directly (plain, and with the installed launcher's"
+            " java line: its flags, a CDS archive made as setup makes it); `... itself`: the installed launcher file"
+            " run by /bin/sh, paths substituted, against the empty main with the same flags (without sh)")
         for r in h["rows"]:
             for f in r["failures"][:3]:
                 add(f"  failure: {f}")
