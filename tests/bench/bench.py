@@ -327,16 +327,18 @@ class Bench:
                 xml = os.path.join(xmls, f"ucb{i}.xml")
                 if not os.path.exists(xml):
                     self.gen(hv, conf, "xml", xmls, i, 1, 1, tap)
+                text = open(xml).read()
                 r = self.run(["ip", "netns", "exec", hv, *self.env(nconf), self.java, "-jar", self.jar, "hook",
-                              f"ucb{i}", "migrate", "begin", "-"], input=open(xml).read())
+                              f"ucb{i}", "migrate", "begin", "-"], input=text)
                 m = re.search(r"<filterref.*?</filterref>", r.stdout, re.S)
                 if not m:
                     raise BenchError(f"hook migrate begin (backend = nwfilter) wrote no filterref for ucb{i}")
+                uuid = re.search(r"<uuid>(.*?)</uuid>", text).group(1)
+                mac = re.search(r"<mac address='(.*?)'", text).group(1)
                 f = self.p("lv", f"binding-{tap}.xml")
                 with open(f, "w") as fh:
-                    fh.write(f"<filterbinding><owner><name>ucb{i}</name><uuid>75636200-0000-4000-8000-{i:012x}"
-                             f"</uuid></owner><portdev name='{tap}'/><mac address='{self.mac_of(hv, conf, i)}'/>"
-                             f"{m.group(0)}</filterbinding>\n")
+                    fh.write(f"<filterbinding><owner><name>ucb{i}</name><uuid>{uuid}</uuid></owner><portdev "
+                             f"name='{tap}'/><mac address='{mac}'/>{m.group(0)}</filterbinding>\n")
                 return f
 
             def bind(i, tap):
@@ -356,7 +358,6 @@ class Bench:
             first = [bind(0, "vnet0"), bind(1, "vnet1")]
             log(f"  bound vnet0, vnet1: {first[0]:.1f} s, {first[1]:.1f} s")
             if dp_row:
-                self.dp["nwfilter_on"] = True
                 check = self.spoof_passes()
                 dp_row["spoof_check"]["nwfilter"] = check
                 if check > 5:
@@ -397,7 +398,6 @@ class Bench:
             self.results["sections"]["nwfilter_cp"] = rows
             self.results["nwfilter_per_binding_s"] = per
         finally:
-            self.dp["nwfilter_on"] = False
             if daemon.poll() is None:
                 daemon.terminate()
                 try:
@@ -415,9 +415,6 @@ class Bench:
                     self.nft(hv, f"delete table {f[1]} {f[2]}\n", check=False)
             self.run(["ip", "-n", hv, "link", "del", "vw0"], check=False)
             self.set_variant("ours")
-
-    def mac_of(self, ns, conf, i):
-        return self.gen(ns, conf, "ident", i)[1].split()[0]
 
     def set_variant(self, v):
         d = self.dp
