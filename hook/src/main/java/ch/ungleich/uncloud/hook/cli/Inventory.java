@@ -65,6 +65,19 @@ final class Inventory {
     return out;
   }
 
+  /** Whether our dispatch chain exists: {@code nft list chain} of one chain, as fast at 10 000 ports as at none. */
+  static boolean dispatchChainExists(NftRunner nft) {
+    try {
+      nft.run("list", "chain", NftScript.FAMILY, NftScript.TABLE, NftScript.BASE_CHAIN);
+      return true;
+    } catch (UncloudException e) {
+      if (e.getMessage().contains("No such file or directory")) {
+        return false;
+      }
+      throw new UncloudException(ExitCodes.APPLY_FAILED, "cannot list our nft table: " + e.getMessage());
+    }
+  }
+
   /** Our table now; {@link NftState#ABSENT} when there is none. */
   static NftState observe(NftRunner nft) {
     String json;

@@ -27,35 +27,39 @@ final class Reconciler {
   }
 
   /**
-   * The desired ruleset as nft stores it (loaded into a scratch network namespace, listed there), but
-   * only the chains that exist in {@code observed}: only those are compared, the missing ones are
-   * installed. Nothing to load when our table is gone (host boot, {@code nft flush ruleset}).
+   * The desired ruleset as nft stores it: loaded into a scratch network namespace, listed there. Not
+   * when our dispatch chain is missing (host boot, {@code nft flush ruleset}; {@code nft list chain}
+   * costs the same at any size): then everything is installed and nothing compared, and at 1000
+   * ports the scratch load and its listing cost more than all the rest of reconcile.
    */
-  NftState canonical(NftState observed) {
-    String script = NftBackend.canonicalScript(inventory.policies(), observed);
-    return script == null ? NftState.ABSENT : NftJson.parse(nft.canonical(script));
+  NftState canonical() {
+    if (!Inventory.dispatchChainExists(nft)) {
+      return NftState.ABSENT;
+    }
+    return NftJson.parse(nft.canonical(NftBackend.desiredScript(inventory.policies())));
   }
 
   /** Plans against the current state without the lock and without changing anything (doctor, --dry-run). */
   ReconcilePlan plan() {
-    return plan(Inventory.observe(nft));
+    return plan(canonical());
   }
 
-  private ReconcilePlan plan(NftState observed) {
+  private ReconcilePlan plan(NftState canonical) {
     return NftBackend.reconcile(
         inventory.policies(),
         inventory.runningUuids(),
         inventory.untouchable(),
-        observed,
-        canonical(observed),
+        Inventory.observe(nft),
+        canonical,
         store.records(),
         host::linkMac);
   }
 
-  /** Plans and applies under the host lock: one nft transaction, then the records. */
+  /** Plans and applies under the host lock (the canonical form is made before): one nft transaction, then the records. */
   ReconcilePlan apply() {
+    NftState canonical = canonical();
     try (StateStore.Lock l = store.lock()) {
-      ReconcilePlan p = plan(Inventory.observe(nft));
+      ReconcilePlan p = plan(canonical);
       if (!p.script().isEmpty()) {
         nft.apply(p.script());
       }
