@@ -24,9 +24,10 @@ public final class InstalledLauncher {
       throw new UncheckedIOException("the installed launcher " + file, e);
     }
     String[] replace = {
-      "/usr/lib/uncloud-hook/java ", java.toAbsolutePath() + " ",
-      "/var/lib/uncloud-hook/uncloud-hook.jsa", dir.resolve("no-cds-archive.jsa").toAbsolutePath().toString(),
-      "/usr/lib/uncloud-hook/uncloud-hook.jar", jar.toAbsolutePath().toString(),
+      "/usr/lib/uncloud-hook/java ", sh(java.toAbsolutePath().toString()) + " ",
+      "-XX:SharedArchiveFile=/var/lib/uncloud-hook/uncloud-hook.jsa",
+      sh("-XX:SharedArchiveFile=" + dir.resolve("no-cds-archive.jsa").toAbsolutePath()),
+      "/usr/lib/uncloud-hook/uncloud-hook.jar", sh(jar.toAbsolutePath().toString()),
     };
     for (int i = 0; i < replace.length; i += 2) {
       if (!text.contains(replace[i])) {
