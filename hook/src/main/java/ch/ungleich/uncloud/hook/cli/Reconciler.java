@@ -7,6 +7,8 @@ import ch.ungleich.uncloud.hook.nft.NftRunner;
 import ch.ungleich.uncloud.hook.nft.NftState;
 import ch.ungleich.uncloud.hook.nft.ReconcilePlan;
 import ch.ungleich.uncloud.hook.state.StateStore;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 
 /**
  * The one place {@code reconcile} (and doctor's drift check) plan and apply: libvirt has been read
@@ -39,27 +41,41 @@ final class Reconciler {
     return NftJson.parse(nft.canonical(NftBackend.desiredScript(inventory.policies())));
   }
 
-  /** Plans against the current state without the lock and without changing anything (doctor, --dry-run). */
+  /**
+   * Plans against the current state without the lock and without changing anything (doctor, --dry-run).
+   * The canonical form is made while nft lists our table: two nft processes, one per core.
+   */
   ReconcilePlan plan() {
-    return plan(canonical());
+    CompletableFuture<NftState> canonical = CompletableFuture.supplyAsync(this::canonical);
+    return plan(Inventory.observe(nft), canonical);
   }
 
-  private ReconcilePlan plan(NftState canonical) {
+  private ReconcilePlan plan(NftState observed, CompletableFuture<NftState> canonical) {
+    NftState c;
+    try {
+      c = canonical.join();
+    } catch (CompletionException e) {
+      throw e.getCause() instanceof RuntimeException r ? r : e;
+    }
     return NftBackend.reconcile(
         inventory.policies(),
         inventory.runningUuids(),
         inventory.untouchable(),
-        Inventory.observe(nft),
-        canonical,
+        observed,
+        c,
         store.records(),
         host::linkMac);
   }
 
-  /** Plans and applies under the host lock (the canonical form is made before): one nft transaction, then the records. */
+  /**
+   * Plans and applies under the host lock: one nft transaction, then the records. The canonical form
+   * is made meanwhile (from before the lock until the plan needs it); whatever a hook call changes in
+   * between is in what is observed under the lock, and the planner handles both orders.
+   */
   ReconcilePlan apply() {
-    NftState canonical = canonical();
+    CompletableFuture<NftState> canonical = CompletableFuture.supplyAsync(this::canonical);
     try (StateStore.Lock l = store.lock()) {
-      ReconcilePlan p = plan(canonical);
+      ReconcilePlan p = plan(Inventory.observe(nft), canonical);
       if (!p.script().isEmpty()) {
         nft.apply(p.script());
       }
