@@ -10,6 +10,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import ch.ungleich.uncloud.tests.lab.FrameBatch;
 import ch.ungleich.uncloud.tests.lab.FrameTool;
 import ch.ungleich.uncloud.tests.lab.Guest;
+import ch.ungleich.uncloud.tests.lab.InstalledLauncher;
 import ch.ungleich.uncloud.tests.lab.NetnsLab;
 import ch.ungleich.uncloud.tests.lab.NftTable;
 import ch.ungleich.uncloud.tests.lab.PrivateLibvirtd;
@@ -121,11 +122,9 @@ class CliLibvirtTest {
     }
   }
 
-  /** The launcher install/ writes: sets the config, execs an absolute java with our jar. */
+  /** The launcher install/ installs, with the lab's java, jar, config and spool. */
   String launcher() {
-    String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-    return "#!/bin/sh\n# uncloud-hook launcher\nUNCLOUD_HOOK_CONFIG='" + lab.configFile() + "'\nexport UNCLOUD_HOOK_CONFIG\n"
-        + "exec '" + java + "' -jar '" + NetnsLab.jar() + "' hook \"$@\"\n";
+    return InstalledLauncher.render(NetnsLab.jar(), lab.configFile(), lab.dir());
   }
 
   static String bridgeNic(String mac) {

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import ch.ungleich.uncloud.tests.lab.InstalledLauncher;
 import ch.ungleich.uncloud.tests.lab.NetnsLab;
 import ch.ungleich.uncloud.tests.lab.NftTable;
 import ch.ungleich.uncloud.tests.lab.PrivateLibvirtd;
@@ -68,10 +69,9 @@ class LibvirtE2ETest {
     return s.append("</interface></firewall>").toString();
   }
 
-  /** The launcher libvirt runs: libvirt passes hooks almost no environment, so everything is explicit. */
+  /** The launcher install/ installs, with the lab's java, jar, config and spool. */
   static String launcher(NetnsLab lab) {
-    return "#!/bin/sh\nUNCLOUD_HOOK_CONFIG=" + lab.configFile() + " exec "
-        + Path.of(System.getProperty("java.home"), "bin", "java") + " -jar " + NetnsLab.jar() + " hook \"$@\"\n";
+    return InstalledLauncher.render(NetnsLab.jar(), lab.configFile(), lab.dir());
   }
 
   /** The operator CLI with the lab's host settings (the backend decides what sync writes). */

@@ -14,7 +14,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ch.ungleich.uncloud.tests.lab.DomainXml;
 import ch.ungleich.uncloud.tests.lab.FrameBatch;
-import ch.ungleich.uncloud.tests.lab.FrameTool;
+import ch.ungleich.uncloud.tests.lab.FrameToolExtension;
 import ch.ungleich.uncloud.tests.lab.Guest;
 import ch.ungleich.uncloud.tests.lab.NetnsLab;
 import ch.ungleich.uncloud.tests.lab.NftTable;
@@ -31,30 +31,22 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.stream.Stream;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.DynamicTest;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestFactory;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * The nft backend, invoked exactly as libvirt invokes the hook, judged by real frames on a real
  * bridge (see {@link NetnsLab}): the frame matrix of issue 3, then the lifecycle scenarios.
  */
 class NftFrameMatrixTest {
-  static FrameTool frames;
+  @RegisterExtension static final FrameToolExtension FRAMES = new FrameToolExtension();
 
   @BeforeAll
-  static void startFrameTool() {
+  static void hookIsBuilt() {
     NetnsLab.jar(); // fail fast with a clear message if the hook is not built
-    frames = FrameTool.start();
-  }
-
-  @AfterAll
-  static void stopFrameTool() {
-    if (frames != null) {
-      frames.close();
-    }
   }
 
   // ------------------------------------------------------------------ the matrix
@@ -66,7 +58,7 @@ class NftFrameMatrixTest {
     String ruleset;
     try (NetnsLab lab = NetnsLab.create("m", 1)) {
       lab.start(FrameMatrix.domain());
-      got = FrameMatrix.send(frames, lab, cases);
+      got = FrameMatrix.send(FRAMES.tool(), lab, cases);
       ruleset = lab.ruleset();
     }
     return FrameMatrix.verdicts(cases, got, FrameMatrix.Case::expected, ruleset);
@@ -413,7 +405,7 @@ class NftFrameMatrixTest {
     Probe(NetnsLab lab, String step) {
       this.lab = lab;
       this.step = step;
-      this.batch = frames.batch(lab);
+      this.batch = FRAMES.tool().batch(lab);
     }
 
     Probe send(String name, NetnsLab.Port from, Guest g, String expr, Verdict expected) {

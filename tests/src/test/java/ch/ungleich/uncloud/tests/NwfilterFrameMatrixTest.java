@@ -8,7 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import ch.ungleich.uncloud.hook.nwfilter.FilterrefRewriter;
 import ch.ungleich.uncloud.tests.lab.DomainXml;
 import ch.ungleich.uncloud.tests.lab.FrameBatch;
-import ch.ungleich.uncloud.tests.lab.FrameTool;
+import ch.ungleich.uncloud.tests.lab.FrameToolExtension;
 import ch.ungleich.uncloud.tests.lab.Guest;
 import ch.ungleich.uncloud.tests.lab.NetnsLab;
 import ch.ungleich.uncloud.tests.lab.PrivateLibvirtd;
@@ -24,10 +24,10 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.stream.Stream;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.DynamicTest;
 import org.junit.jupiter.api.TestFactory;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * The nwfilter backend judged by the same frames as the nft backend: a private libvirtd in the lab's
@@ -57,19 +57,11 @@ class NwfilterFrameMatrixTest {
     LIMITATIONS.put("ndp-dad-ns-for-foreign-address", dad);
   }
 
-  static FrameTool frames;
+  @RegisterExtension static final FrameToolExtension FRAMES = new FrameToolExtension();
 
   @BeforeAll
-  static void startFrameTool() {
-    NetnsLab.jar();
-    frames = FrameTool.start();
-  }
-
-  @AfterAll
-  static void stopFrameTool() {
-    if (frames != null) {
-      frames.close();
-    }
+  static void hookIsBuilt() {
+    NetnsLab.jar(); // fail fast with a clear message if the hook is not built
   }
 
   static Verdict nwfilterVerdict(FrameMatrix.Case c) {
@@ -108,7 +100,7 @@ class NwfilterFrameMatrixTest {
       Proc.Result list = lv.virsh("nwfilter-binding-list").ok();
       assertTrue(list.out().contains("vnet0") && list.out().contains("vnet2"), list.describe());
 
-      FrameBatch b = frames.batch(lab);
+      FrameBatch b = FRAMES.tool().batch(lab);
       for (FrameMatrix.Case c : cases) {
         b.add(c.name(), c.from() == FrameMatrix.From.VM ? lab.vm(0) : lab.injector(), g, c.expr());
       }

@@ -27,10 +27,17 @@ final class Inventory {
 
   /** Reads every domain (or only the running ones) through one libvirt connection. */
   static Inventory read(LibvirtSession s, Config config, boolean activeOnly) {
-    List<DomainView> out = new ArrayList<>();
-    for (LibvirtSession.DomainXml x : s.domains(activeOnly)) {
-      out.add(DomainView.of(x, config));
-    }
+    return of(s.domains(activeOnly), config);
+  }
+
+  /** The running domains with their live XML only: all that reconcile reads. */
+  static Inventory running(LibvirtSession s, Config config) {
+    return of(s.domains(true, false), config);
+  }
+
+  private static Inventory of(List<LibvirtSession.DomainXml> xmls, Config config) {
+    // parsing and checking 1000 domains is a third of a reconcile's own time: on every core
+    List<DomainView> out = new ArrayList<>(xmls.parallelStream().map(x -> DomainView.of(x, config)).toList());
     out.sort((a, b) -> a.name().compareTo(b.name()));
     return new Inventory(config, List.copyOf(out));
   }
@@ -56,6 +63,19 @@ final class Inventory {
     Set<String> out = new LinkedHashSet<>();
     running().stream().filter(d -> d.policy() == null).forEach(d -> out.addAll(d.taps()));
     return out;
+  }
+
+  /** Whether our dispatch chain exists: {@code nft list chain} of one chain, as fast at 10 000 ports as at none. */
+  static boolean dispatchChainExists(NftRunner nft) {
+    try {
+      nft.run("list", "chain", NftScript.FAMILY, NftScript.TABLE, NftScript.BASE_CHAIN);
+      return true;
+    } catch (UncloudException e) {
+      if (e.getMessage().contains("No such file or directory")) {
+        return false;
+      }
+      throw new UncloudException(ExitCodes.APPLY_FAILED, "cannot list our nft table: " + e.getMessage());
+    }
   }
 
   /** Our table now; {@link NftState#ABSENT} when there is none. */

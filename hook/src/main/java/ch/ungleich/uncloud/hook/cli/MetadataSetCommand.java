@@ -184,7 +184,7 @@ final class MetadataSetCommand implements Callable<Integer> {
         if (!cfg.backend().equals("nft")) {
           throw UncloudException.invalid("--apply: backend " + cfg.backend() + " is applied with 'uncloud-hook sync " + v.name() + "'");
         }
-        rec = ReconcileCommand.run(Inventory.read(s, cfg, true), cfg, false);
+        rec = ReconcileCommand.run(Inventory.running(s, cfg), cfg, false);
         ReconcileCommand.warn(spec.commandLine().getErr(), rec);
       }
       Result r = new Result(v.name(), v.uuid(), written, xmlShown, rec);

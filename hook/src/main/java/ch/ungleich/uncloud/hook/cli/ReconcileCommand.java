@@ -74,7 +74,7 @@ final class ReconcileCommand implements Callable<Integer> {
     }
     Inventory inv;
     try (LibvirtSession s = LibvirtSession.open(common.uri())) {
-      inv = Inventory.read(s, config, true);
+      inv = Inventory.running(s, config);
     }
     Result result = run(inv, config, dryRun);
     PrintWriter out = spec.commandLine().getOut();

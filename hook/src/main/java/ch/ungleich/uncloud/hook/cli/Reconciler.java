@@ -7,6 +7,8 @@ import ch.ungleich.uncloud.hook.nft.NftRunner;
 import ch.ungleich.uncloud.hook.nft.NftState;
 import ch.ungleich.uncloud.hook.nft.ReconcilePlan;
 import ch.ungleich.uncloud.hook.state.StateStore;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 
 /**
  * The one place {@code reconcile} (and doctor's drift check) plan and apply: libvirt has been read
@@ -27,35 +29,53 @@ final class Reconciler {
   }
 
   /**
-   * The desired ruleset as nft stores it (loaded into a scratch network namespace, listed there), but
-   * only the chains that exist in {@code observed}: only those are compared, the missing ones are
-   * installed. Nothing to load when our table is gone (host boot, {@code nft flush ruleset}).
+   * The desired ruleset as nft stores it: loaded into a scratch network namespace, listed there. Not
+   * when our dispatch chain is missing (host boot, {@code nft flush ruleset}; {@code nft list chain}
+   * costs the same at any size): then everything is installed and nothing compared, and at 1000
+   * ports the scratch load and its listing cost more than all the rest of reconcile.
    */
-  NftState canonical(NftState observed) {
-    String script = NftBackend.canonicalScript(inventory.policies(), observed);
-    return script == null ? NftState.ABSENT : NftJson.parse(nft.canonical(script));
+  NftState canonical() {
+    if (!Inventory.dispatchChainExists(nft)) {
+      return NftState.ABSENT;
+    }
+    return NftJson.parse(nft.canonical(NftBackend.desiredScript(inventory.policies())));
   }
 
-  /** Plans against the current state without the lock and without changing anything (doctor, --dry-run). */
+  /**
+   * Plans against the current state without the lock and without changing anything (doctor, --dry-run).
+   * The canonical form is made while nft lists our table: two nft processes, one per core.
+   */
   ReconcilePlan plan() {
-    return plan(Inventory.observe(nft));
+    CompletableFuture<NftState> canonical = CompletableFuture.supplyAsync(this::canonical);
+    return plan(Inventory.observe(nft), canonical);
   }
 
-  private ReconcilePlan plan(NftState observed) {
+  private ReconcilePlan plan(NftState observed, CompletableFuture<NftState> canonical) {
+    NftState c;
+    try {
+      c = canonical.join();
+    } catch (CompletionException e) {
+      throw e.getCause() instanceof RuntimeException r ? r : e;
+    }
     return NftBackend.reconcile(
         inventory.policies(),
         inventory.runningUuids(),
         inventory.untouchable(),
         observed,
-        canonical(observed),
+        c,
         store.records(),
         host::linkMac);
   }
 
-  /** Plans and applies under the host lock: one nft transaction, then the records. */
+  /**
+   * Plans and applies under the host lock: one nft transaction, then the records. The canonical form
+   * is made meanwhile (from before the lock until the plan needs it); whatever a hook call changes in
+   * between is in what is observed under the lock, and the planner handles both orders.
+   */
   ReconcilePlan apply() {
+    CompletableFuture<NftState> canonical = CompletableFuture.supplyAsync(this::canonical);
     try (StateStore.Lock l = store.lock()) {
-      ReconcilePlan p = plan(Inventory.observe(nft));
+      ReconcilePlan p = plan(Inventory.observe(nft), canonical);
       if (!p.script().isEmpty()) {
         nft.apply(p.script());
       }

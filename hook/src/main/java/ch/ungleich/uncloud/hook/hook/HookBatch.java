@@ -16,8 +16,10 @@ import ch.ungleich.uncloud.hook.state.StateStore;
 import ch.ungleich.uncloud.libvirtxml.DomainReader;
 import ch.ungleich.uncloud.libvirtxml.XmlException;
 import ch.ungleich.uncloud.libvirtxml.domain.Domain;
+import java.io.ByteArrayInputStream;
 import java.io.IOException;
 import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -45,11 +47,13 @@ public final class HookBatch {
 
   private static final String EVENT = "reconnect begin";
   private final Map<String, String> env;
+  private final PrintStream err;
   private final Function<Config, NftRunner> runners;
   private final Log log;
 
   public HookBatch(Map<String, String> env, PrintStream err, Function<Config, NftRunner> runners) {
     this.env = env;
+    this.err = err;
     this.runners = runners;
     this.log = new Log(err);
   }
@@ -106,6 +110,12 @@ public final class HookBatch {
       if (e.stale()) {
         log.warn("hook-batch reconnect: " + spool + "/" + e.file() + " is older than " + STALE_SECONDS
             + " s (its launcher died); ignored");
+        continue;
+      }
+      if (config.backend().equals("nwfilter")) {
+        // nothing to apply (libvirt re-instantiates the filters): each domain checked as its own call would
+        new HookMain(env, err, runners).run(new String[] {name(e), "reconnect", "begin", "-"},
+            new ByteArrayInputStream(e.xml().getBytes(StandardCharsets.UTF_8)));
         continue;
       }
       try {
@@ -211,9 +221,6 @@ public final class HookBatch {
       d = DomainReader.read(xml);
     } catch (XmlException e) {
       throw UncloudException.invalid(e.getMessage());
-    }
-    if (config.backend().equals("nwfilter")) {
-      throw UncloudException.invalid("backend = nwfilter is not supported by this build; set backend = nft");
     }
     return PolicyBuilder.build(d, config);
   }

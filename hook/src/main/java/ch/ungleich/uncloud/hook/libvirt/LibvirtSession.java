@@ -80,10 +80,18 @@ public final class LibvirtSession implements AutoCloseable {
 
   /** Every domain, running or defined; {@code configXml} is null for a transient domain. */
   public List<DomainXml> domains(boolean activeOnly) {
+    return domains(activeOnly, true);
+  }
+
+  /**
+   * The domains, without their persistent XML when {@code withConfig} is false (reconcile needs only
+   * the live XML of running domains: half the calls and parses at 1000 domains).
+   */
+  public List<DomainXml> domains(boolean activeOnly, boolean withConfig) {
     try {
       List<DomainXml> out = new ArrayList<>();
       for (Domain d : conn.listAllDomains(activeOnly ? LIST_ACTIVE : 0)) {
-        out.add(describe(d));
+        out.add(describe(d, withConfig));
       }
       return out;
     } catch (LibvirtException e) {
@@ -93,7 +101,7 @@ public final class LibvirtSession implements AutoCloseable {
 
   /** One domain by name or UUID. */
   public DomainXml domain(String nameOrUuid) {
-    return describe(lookup(nameOrUuid));
+    return describe(lookup(nameOrUuid), true);
   }
 
   /** Our metadata element of a domain, or null; {@code config} picks the persistent definition. */
@@ -184,11 +192,11 @@ public final class LibvirtSession implements AutoCloseable {
     }
   }
 
-  private static DomainXml describe(Domain d) {
+  private static DomainXml describe(Domain d, boolean withConfig) {
     try {
       boolean active = d.isActive() == 1;
       String live = d.getXMLDesc(0);
-      String config = d.isPersistent() == 1 ? d.getXMLDesc(XML_INACTIVE) : null;
+      String config = withConfig && d.isPersistent() == 1 ? d.getXMLDesc(XML_INACTIVE) : null;
       return new DomainXml(d.getName(), d.getUUIDString(), active, live, config);
     } catch (LibvirtException e) {
       throw failed("cannot read a domain's XML", e);

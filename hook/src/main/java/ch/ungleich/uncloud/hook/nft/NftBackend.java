@@ -86,30 +86,18 @@ public final class NftBackend {
    * learn how nft stores it, and never applies it as such.
    */
   public static String desiredScript(List<DomainPolicy> policies) {
-    return desiredScript(policies, tap -> true);
-  }
-
-  /**
-   * What reconcile must load into a scratch namespace to learn nft's form of what it compares: the
-   * prelude and the desired chains that exist in {@code observed} (the missing ones are installed, not
-   * compared); null when our table is gone (host boot, {@code nft flush ruleset}): nothing to compare.
-   * At 1000 ports the scratch load and its listing cost more than the rest of reconcile.
-   */
-  public static String canonicalScript(List<DomainPolicy> policies, NftState observed) {
-    return observed.exists() ? desiredScript(policies, tap -> observed.chain(NftScript.chain(tap)) != null) : null;
-  }
-
-  private static String desiredScript(List<DomainPolicy> policies, java.util.function.Predicate<String> include) {
     NftScript s = new NftScript().prelude();
     for (DomainPolicy p : policies) {
       for (NicPolicy nic : p.nics()) {
-        if (nic.hasChain() && include.test(nic.tap())) {
+        if (nic.hasChain()) {
           s.install(nic, owner(p, nic).comment());
         }
       }
     }
     return s.render();
   }
+
+
 
   /**
    * Plans {@code reconcile}: makes our table what the running domains demand, with as few changes as
@@ -126,9 +114,10 @@ public final class NftBackend {
    * @param running UUIDs of every running domain libvirt listed, valid or not
    * @param untouchable taps of running domains whose metadata is invalid: their rules stay as they are
    * @param observed our table now
-   * @param canonical {@link #desiredScript} of {@code policies} as nft stores it; it may leave out the
-   *     chains that {@code observed} lacks (they are installed, not compared), and may be {@link
-   *     NftState#ABSENT} when {@code observed} is
+   * @param canonical {@link #desiredScript} of {@code policies} as nft stores it, or {@link
+   *     NftState#ABSENT} when there was no table to compare with as reconcile started (host boot,
+   *     {@code nft flush ruleset}): then everything is installed, nothing compared (a chain a hook call
+   *     installed meanwhile is installed again: same rules, counters from zero)
    * @param records the ownership records now
    * @param tapMac the host-side MAC of an interface (libvirt gives a tap the guest MAC with the first
    *     octet fe, or fa), null when there is no such interface
@@ -175,8 +164,9 @@ public final class NftBackend {
     NftState.Chain wantBase = canonical.chain(NftScript.BASE_CHAIN);
     NftState.Chain haveBase = observed.chain(NftScript.BASE_CHAIN);
     String wantMap = canonical.ports() == null ? null : canonical.ports().type();
+    boolean compare = canonical.exists();
     boolean rebuild =
-        observed.exists()
+        observed.exists() && compare
             && (observed.ports() != null && !observed.ports().type().equals(wantMap)
                 || haveBase != null && !Objects.equals(haveBase.hook(), wantBase.hook()));
     if (rebuild) {
@@ -190,9 +180,10 @@ public final class NftBackend {
     } else if (!observed.exists()) {
       s.prelude();
       changes.add(new ReconcilePlan.Change("prelude", null, null, null, "table " + NftScript.TABLE + " was missing"));
-    } else if (observed.ports() == null || haveBase == null || !haveBase.keys().equals(wantBase.keys())) {
+    } else if (!compare || observed.ports() == null || haveBase == null || !haveBase.keys().equals(wantBase.keys())) {
       s.prelude();
-      String what = observed.ports() == null ? "map " + NftScript.MAP + " was missing"
+      String what = !compare ? "table " + NftScript.TABLE + " appeared while reconcile read libvirt"
+          : observed.ports() == null ? "map " + NftScript.MAP + " was missing"
           : haveBase == null ? "chain " + NftScript.BASE_CHAIN + " was missing"
           : "dispatch rule of " + NftScript.BASE_CHAIN + " differs";
       changes.add(new ReconcilePlan.Change("prelude", null, null, null, what));
@@ -207,6 +198,9 @@ public final class NftBackend {
       if (have == null) {
         s.install(e.getValue(), o.comment());
         changes.add(change("install", tap, o, "chain " + chain + " was missing"));
+      } else if (!compare) {
+        s.install(e.getValue(), o.comment());
+        changes.add(change("update", tap, o, "chain " + chain + " appeared while reconcile read libvirt: installed again"));
       } else if (want == null) {
         throw new IllegalArgumentException("canonical state lacks " + chain + ": not made from these policies");
       } else if (!have.keys().equals(want.keys()) || !Objects.equals(have.hook(), want.hook())) {

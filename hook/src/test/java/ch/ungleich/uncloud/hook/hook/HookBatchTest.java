@@ -111,6 +111,28 @@ class HookBatchTest {
         + ", one transaction"));
   }
 
+  /** backend = nwfilter: no nft; each domain's filterrefs checked, as one reconnect call would. */
+  @Test
+  void nwfilterBackendChecksEachDomainAndNeverRunsNft() throws IOException {
+    Files.writeString(conf, "backend = nwfilter\nstate_dir = " + tmp.resolve("state") + "\nlog_file = "
+        + tmp.resolve("log") + "\n");
+    // the filterrefs the metadata asks for: what restore begin prints
+    ByteArrayOutputStream synced = new ByteArrayOutputStream();
+    new HookMain(Map.of("UNCLOUD_HOOK_CONFIG", conf.toString()), new PrintStream(synced, true, StandardCharsets.UTF_8),
+        new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8), c -> nft)
+        .run(new String[] {"vm1", "restore", "begin", "-"},
+            new java.io.ByteArrayInputStream(xml(1, "vnet1").getBytes(StandardCharsets.UTF_8)));
+    assertTrue(synced.toString(StandardCharsets.UTF_8).contains("uncloud-clean-traffic"), synced.toString());
+    spool("101.xml", synced.toString(StandardCharsets.UTF_8));
+    spool("102.xml", xml(2, "vnet2"));
+    assertEquals(ExitCodes.OK, batch());
+    assertTrue(nft.scripts.isEmpty(), nft.scripts.toString());
+    assertEquals(List.of(), spooled());
+    assertEquals(1, count(stderr(), "\n"), stderr());
+    assertTrue(stderr().contains("vm2 reconnect begin: vm2: filterrefs disagree with the metadata"), stderr());
+    assertTrue(stderr().contains("run 'uncloud-hook sync vm2'"), stderr());
+  }
+
   @Test
   void theCombinedScriptIsWhatTheSingleCallsWouldApply() throws IOException {
     // one reconnect per domain through HookMain, as without batching

@@ -251,31 +251,19 @@ public final class LibvirtHost implements AutoCloseable {
     }
   }
 
-  /** The launcher text libvirt runs as hooks/qemu: exec the absolute java with our jar. */
-  public static String launcher(Path java, Path jar, Path config) {
-    return "#!/bin/sh\n"
-        + "# uncloud-hook launcher (libvirt runs it as /etc/libvirt/hooks/qemu)\n"
-        + "UNCLOUD_HOOK_CONFIG=" + shQuote(config.toString()) + "\n"
-        + "export UNCLOUD_HOOK_CONFIG\n"
-        + "exec " + shQuote(java.toString()) + " -jar " + shQuote(jar.toString()) + " hook \"$@\"\n";
-  }
-
   /** The java running these tests (absolute), for launchers. */
   public static Path currentJava() {
     return Path.of(System.getProperty("java.home"), "bin", "java");
   }
 
   /**
-   * Installs the project's hook: this host's config ({@link #writeHookConfig}) and a launcher
-   * running {@code jar} with {@link #currentJava()}. Effective from the next start.
+   * Installs the project's hook: this host's config ({@link #writeHookConfig}) and the launcher
+   * {@code install/} installs ({@link InstalledLauncher}) running {@code jar} with {@link
+   * #currentJava()}. Effective from the next start.
    */
   public Path installUncloudHook(Path jar, Map<String, String> settings) {
     Path conf = writeHookConfig(settings);
-    return installHook(launcher(currentJava(), jar.toAbsolutePath(), conf));
-  }
-
-  private static String shQuote(String s) {
-    return "'" + s.replace("'", "'\\''") + "'";
+    return installHook(InstalledLauncher.render(currentJava(), jar, conf, dir));
   }
 
   // ------------------------------------------------------------------ daemon

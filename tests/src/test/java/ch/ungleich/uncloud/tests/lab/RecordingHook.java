@@ -21,8 +21,9 @@ import java.util.regex.Pattern;
  * call to the config's {@code log_file} and prints nothing (XML unchanged). It lets the lab prove
  * the launcher/config plumbing and measure what a JVM per hook call costs, without the real hook.
  *
- * <p>Log line: {@code <epoch ms> <op> <subop> dom=<dom> extra=<extra> config=<path> xml=<bytes>
- * tap=<target dev or ->}.
+ * <p>Log line: {@code <epoch ms> <op> <subop> dom=<dom> extra=<extra> first=<hook or hook-batch>
+ * config=<path> xml=<bytes> tap=<target dev or ->}. For the installed launcher's {@code hook-batch
+ * reconnect SPOOLDIR} it writes one {@code reconnect begin} line per spooled call and removes the file.
  */
 public final class RecordingHook {
   private RecordingHook() {}
@@ -38,16 +39,31 @@ public final class RecordingHook {
         }
       }
     }
-    byte[] xml = System.in.readAllBytes();
-    Matcher m = Pattern.compile("<target dev=['\"]([^'\"]+)['\"]").matcher(new String(xml, StandardCharsets.UTF_8));
-    String line = System.currentTimeMillis() + " " + (args.length > 2 ? args[2] : "?") + " " + (args.length > 3 ? args[3] : "?")
-        + " dom=" + (args.length > 1 ? args[1] : "?") + " extra=" + (args.length > 4 ? args[4] : "?")
-        + " first=" + (args.length > 0 ? args[0] : "?") + " config=" + conf + " xml=" + xml.length
-        + " tap=" + (m.find() ? m.group(1) : "-") + "\n";
     if (log == null) {
       System.err.println("recording hook: no log_file in " + conf);
       System.exit(1);
     }
+    if (args.length == 3 && args[0].equals("hook-batch") && args[1].equals("reconnect")) {
+      // the installed launcher's reconnect batching: one line per spooled call, as if each had come alone
+      try (var files = Files.list(Path.of(args[2]))) {
+        for (Path f : files.filter(f -> f.getFileName().toString().matches("\\d+\\.xml")).sorted().toList()) {
+          byte[] xml = Files.readAllBytes(f);
+          Matcher n = Pattern.compile("<name>([^<]+)</name>").matcher(new String(xml, StandardCharsets.UTF_8));
+          record(log, "hook-batch", "reconnect", "begin", n.find() ? n.group(1) : "?", "-", conf, xml);
+          Files.delete(f);
+        }
+      }
+      return;
+    }
+    record(log, args.length > 0 ? args[0] : "?", args.length > 2 ? args[2] : "?", args.length > 3 ? args[3] : "?",
+        args.length > 1 ? args[1] : "?", args.length > 4 ? args[4] : "?", conf, System.in.readAllBytes());
+  }
+
+  private static void record(String log, String first, String op, String sub, String dom, String extra, String conf,
+      byte[] xml) throws IOException {
+    Matcher m = Pattern.compile("<target dev=['\"]([^'\"]+)['\"]").matcher(new String(xml, StandardCharsets.UTF_8));
+    String line = System.currentTimeMillis() + " " + op + " " + sub + " dom=" + dom + " extra=" + extra
+        + " first=" + first + " config=" + conf + " xml=" + xml.length + " tap=" + (m.find() ? m.group(1) : "-") + "\n";
     Files.writeString(Path.of(log), line, StandardOpenOption.CREATE, StandardOpenOption.APPEND);
   }
 
