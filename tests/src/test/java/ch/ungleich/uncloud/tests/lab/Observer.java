@@ -181,6 +181,22 @@ public final class Observer implements AutoCloseable {
     }
   }
 
+  /**
+   * Waits (at most timeoutMs) until more than {@code min} probes of each kind arrived after sinceNs, and
+   * returns quietly either way: on a loaded machine the TCG guest and the observer lag behind, and the
+   * caller's assertions say what is missing.
+   */
+  public void awaitMoreThan(int min, long sinceNs, long timeoutMs, String... kinds) {
+    long deadline = System.currentTimeMillis() + timeoutMs;
+    while (System.currentTimeMillis() < deadline) {
+      Summary s = summary(sinceNs, Long.MAX_VALUE);
+      if (java.util.Arrays.stream(kinds).allMatch(k -> s.count(k) > min)) {
+        return;
+      }
+      LibvirtHost.sleep(250);
+    }
+  }
+
   /** Stops the observer (SIGTERM, by PID); its file stays readable. */
   @Override
   public void close() {
