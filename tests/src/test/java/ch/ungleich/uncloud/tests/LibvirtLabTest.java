@@ -33,7 +33,7 @@ import org.junit.jupiter.api.TestMethodOrder;
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
 class LibvirtLabTest {
-  private static final String PREFIX = "ucm";
+  private static final String PREFIX = "ucl";
   private TwoHostLab lab;
   private LabGuest guest;
 
@@ -222,11 +222,6 @@ class LibvirtLabTest {
   }
 
   private static void sleepMs(long ms) {
-    try {
-      Thread.sleep(ms);
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new AssertionError(e);
-    }
+    LibvirtHost.sleep(ms);
   }
 }
