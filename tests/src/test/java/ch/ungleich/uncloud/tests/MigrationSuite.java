@@ -306,6 +306,31 @@ abstract class MigrationSuite {
 
   // ------------------------------------------------------------------ helpers
 
+  /**
+   * Sets the guest's metadata on A (live and persistent) to {@code fw} (our element without prefix),
+   * migrates A->B managed and checks that B drops the guest's IPv6, which {@code fw} no longer lists,
+   * while the rest passes and nothing spoofed does.
+   */
+  void migrateWithMetadataWithoutIpv6(String fw, String what) {
+    assertFalse(fw.contains(guest.ip6Address()), fw);
+    lab.a().virsh("metadata", guest.name(), "--uri", NS_URI, "--key", "uc", "--live", "--config", "--set", fw).check();
+    TwoHostLab.Migration m = lab.migrate(guest.name(), lab.a(), lab.b(), false);
+    assertTrue(m.result().ok(), "virsh migrate A->B: " + m.result().err() + m.result().out());
+    sleepMs(1000);
+    awaitLegitAfter(m.endNs());
+    Observer.Summary after = lab.observer().summary(m.endNs(), Observer.nowNs());
+    report("A->B %s: %.2f s%n%s", what, m.seconds(), after);
+    assertEquals(0, after.count("legit6"), "B drops the IPv6 no longer listed:\n" + after);
+    assertTrue(after.count("legit4") > 10 && after.count("legitnet6") > 10, "the rest still passes:\n" + after);
+    assertEquals(0, after.spoofed(), "still zero spoofed:\n" + after);
+  }
+
+  /** The guest's full metadata again on h (live and persistent); takes effect at the next start (migration). */
+  void restoreFullMetadata(LibvirtHost h) {
+    String full = guest.firewallMetadata().replace("uc:", "").replace(" xmlns:uc=\"" + NS_URI + "\"", "");
+    h.virsh("metadata", guest.name(), "--uri", NS_URI, "--key", "uc", "--live", "--config", "--set", full).check();
+  }
+
   /** Migrates and checks everything issue 8 asks of one migration; returns the largest legit gap. */
   double migrateAndCheck(LibvirtHost from, LibvirtHost to, boolean p2p, String what) {
     int callsBefore = callLines(to).size();
