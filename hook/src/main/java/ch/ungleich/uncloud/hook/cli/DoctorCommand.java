@@ -167,7 +167,8 @@ final class DoctorCommand implements Callable<Integer> {
         if (canonical != null) {
           try {
             Reconciler r = new Reconciler(inv, nft, new StateStore(cfg.stateDir(), cfg.lockTimeoutSeconds()), host);
-            ReconcilePlan plan = r.plan();
+            // the kernel check loaded the running domains' desired ruleset already: compare with that
+            ReconcilePlan plan = sample ? r.plan() : r.plan(canonical);
             int filtered = 0;
             for (DomainPolicy p : policies) {
               filtered += (int) p.nics().stream().filter(n -> n.hasChain()).count();

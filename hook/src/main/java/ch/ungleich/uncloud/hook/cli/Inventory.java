@@ -67,28 +67,24 @@ final class Inventory {
 
   /** Whether our dispatch chain exists: {@code nft list chain} of one chain, as fast at 10 000 ports as at none. */
   static boolean dispatchChainExists(NftRunner nft) {
-    try {
-      nft.run("list", "chain", NftScript.FAMILY, NftScript.TABLE, NftScript.BASE_CHAIN);
-      return true;
-    } catch (UncloudException e) {
-      if (e.getMessage().contains("No such file or directory")) {
-        return false;
-      }
-      throw new UncloudException(ExitCodes.APPLY_FAILED, "cannot list our nft table: " + e.getMessage());
-    }
+    return listOurs(nft, "list", "chain", NftScript.FAMILY, NftScript.TABLE, NftScript.BASE_CHAIN) != null;
   }
 
   /** Our table now; {@link NftState#ABSENT} when there is none. */
   static NftState observe(NftRunner nft) {
-    String json;
+    String json = listOurs(nft, "-j", "list", "table", NftScript.FAMILY, NftScript.TABLE);
+    return json == null ? NftState.ABSENT : NftJson.parse(json);
+  }
+
+  /** nft's output for a listing of our table or one of its chains; null when that does not exist. */
+  private static String listOurs(NftRunner nft, String... args) {
     try {
-      json = nft.run("-j", "list", "table", NftScript.FAMILY, NftScript.TABLE);
+      return nft.run(args);
     } catch (UncloudException e) {
       if (e.getMessage().contains("No such file or directory")) {
-        return NftState.ABSENT;
+        return null;
       }
       throw new UncloudException(ExitCodes.APPLY_FAILED, "cannot list our nft table: " + e.getMessage());
     }
-    return NftJson.parse(json);
   }
 }

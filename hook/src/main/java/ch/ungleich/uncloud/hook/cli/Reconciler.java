@@ -50,6 +50,11 @@ final class Reconciler {
     return plan(Inventory.observe(nft), canonical);
   }
 
+  /** {@link #plan()} with nft's form of the desired ruleset made already (doctor loads it for its kernel check). */
+  ReconcilePlan plan(NftState canonical) {
+    return plan(Inventory.observe(nft), CompletableFuture.completedFuture(canonical));
+  }
+
   private ReconcilePlan plan(NftState observed, CompletableFuture<NftState> canonical) {
     NftState c;
     try {

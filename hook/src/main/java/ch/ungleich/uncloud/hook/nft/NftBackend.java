@@ -97,8 +97,6 @@ public final class NftBackend {
     return s.render();
   }
 
-
-
   /**
    * Plans {@code reconcile}: makes our table what the running domains demand, with as few changes as
    * possible (a chain whose rules are right keeps its counters), and removes what is stale. Planning
@@ -115,7 +113,7 @@ public final class NftBackend {
    * @param untouchable taps of running domains whose metadata is invalid: their rules stay as they are
    * @param observed our table now
    * @param canonical {@link #desiredScript} of {@code policies} as nft stores it, or {@link
-   *     NftState#ABSENT} when there was no table to compare with as reconcile started (host boot,
+   *     NftState#ABSENT} when there was no dispatch chain to compare with as reconcile started (host boot,
    *     {@code nft flush ruleset}): then everything is installed, nothing compared (a chain a hook call
    *     installed meanwhile is installed again: same rules, counters from zero)
    * @param records the ownership records now
@@ -182,7 +180,7 @@ public final class NftBackend {
       changes.add(new ReconcilePlan.Change("prelude", null, null, null, "table " + NftScript.TABLE + " was missing"));
     } else if (!compare || observed.ports() == null || haveBase == null || !haveBase.keys().equals(wantBase.keys())) {
       s.prelude();
-      String what = !compare ? "table " + NftScript.TABLE + " appeared while reconcile read libvirt"
+      String what = !compare ? "table " + NftScript.TABLE + " appeared while reconcile ran"
           : observed.ports() == null ? "map " + NftScript.MAP + " was missing"
           : haveBase == null ? "chain " + NftScript.BASE_CHAIN + " was missing"
           : "dispatch rule of " + NftScript.BASE_CHAIN + " differs";
@@ -200,7 +198,7 @@ public final class NftBackend {
         changes.add(change("install", tap, o, "chain " + chain + " was missing"));
       } else if (!compare) {
         s.install(e.getValue(), o.comment());
-        changes.add(change("update", tap, o, "chain " + chain + " appeared while reconcile read libvirt: installed again"));
+        changes.add(change("update", tap, o, "chain " + chain + " appeared while reconcile ran: installed again"));
       } else if (want == null) {
         throw new IllegalArgumentException("canonical state lacks " + chain + ": not made from these policies");
       } else if (!have.keys().equals(want.keys()) || !Objects.equals(have.hook(), want.hook())) {
