@@ -1,8 +1,8 @@
 package ch.ungleich.uncloud.hook;
 
 import ch.ungleich.uncloud.hook.cli.Cli;
-import ch.ungleich.uncloud.hook.hook.HookBatch;
-import ch.ungleich.uncloud.hook.hook.HookMain;
+import ch.ungleich.uncloud.hook.invocation.HookBatch;
+import ch.ungleich.uncloud.hook.invocation.HookMain;
 import java.io.FileDescriptor;
 import java.io.FileOutputStream;
 import java.io.PrintStream;

@@ -4,7 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import ch.ungleich.uncloud.hook.hook.HookMain;
+import ch.ungleich.uncloud.hook.invocation.HookMain;
 import ch.ungleich.uncloud.hook.nft.FakeNftRunner;
 import ch.ungleich.uncloud.libvirtxml.DomainReader;
 import java.io.ByteArrayInputStream;

@@ -1,4 +1,4 @@
-package ch.ungleich.uncloud.hook.hook;
+package ch.ungleich.uncloud.hook.log;
 
 import java.io.IOException;
 import java.io.PrintStream;
@@ -14,31 +14,31 @@ import java.time.format.DateTimeFormatter;
  * appended to {@code log_file} (libvirt drops a successful hook's stderr, and {@code reconnect} must log
  * and succeed). Never stdout: that belongs to libvirt.
  */
-final class Log {
+public final class Log {
   private final PrintStream err;
   private String file;
 
-  Log(PrintStream err) {
+  public Log(PrintStream err) {
     this.err = err;
   }
 
-  void toFile(String path) {
+  public void toFile(String path) {
     this.file = path == null || path.isEmpty() ? null : path;
   }
 
   /** A line for the file only: routine events that libvirt should not show anyone. */
-  void info(String line) {
+  public void info(String line) {
     append("info", line);
   }
 
   /** A line for stderr and the file. */
-  void error(String line) {
+  public void error(String line) {
     err.println("uncloud-hook: " + line);
     err.flush();
     append("error", line);
   }
 
-  void warn(String line) {
+  public void warn(String line) {
     err.println("uncloud-hook: warning: " + line);
     err.flush();
     append("warning", line);

@@ -1,9 +1,10 @@
-package ch.ungleich.uncloud.hook.hook;
+package ch.ungleich.uncloud.hook.invocation;
 
 import ch.ungleich.uncloud.hook.ExitCodes;
 import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.config.Config;
 import ch.ungleich.uncloud.hook.config.ConfigFile;
+import ch.ungleich.uncloud.hook.log.Log;
 import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
 import ch.ungleich.uncloud.hook.nft.NftBackend;

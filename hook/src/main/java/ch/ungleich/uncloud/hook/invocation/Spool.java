@@ -1,4 +1,4 @@
-package ch.ungleich.uncloud.hook.hook;
+package ch.ungleich.uncloud.hook.invocation;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;

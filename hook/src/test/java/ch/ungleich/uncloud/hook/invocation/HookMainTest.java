@@ -1,4 +1,4 @@
-package ch.ungleich.uncloud.hook.hook;
+package ch.ungleich.uncloud.hook.invocation;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
