@@ -77,6 +77,9 @@ put "$F/setup" /usr/lib/uncloud-hook/setup 755
 put "$F/uncloud-hook" /usr/sbin/uncloud-hook 755
 put "$F/uncloud-hook.service" /lib/systemd/system/uncloud-hook.service 644
 [ ! -f "$ROOT/README.md" ] || put "$ROOT/README.md" /usr/share/doc/uncloud-hook/README.md 644
+for doc in "$ROOT"/docs/*.md; do
+  [ ! -f "$doc" ] || put "$doc" "/usr/share/doc/uncloud-hook/docs/$(basename "$doc")" 644
+done
 
 # the configuration: never overwrite an edited one. The checksum of the default we installed tells
 # an unedited file (replaced by a newer default) from an edited one (kept; the new default goes next

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""uncloud-hook benchmark (issue 7). Start it with tests/bench/run [--smoke]; see README "Benchmarks".
+"""uncloud-hook benchmark (issue 7). Start it with tests/bench/run [--smoke]; see docs/benchmarks.md.
 
 Everything happens in network namespaces named <rid>-* and under /tmp/<rid> (rid = ucb-<pid of run>),
 which are removed on exit, on error and on Ctrl-C. Only documentation addresses are used.
@@ -279,7 +279,7 @@ class Bench:
 
     # ------------------------------------------------------------------ 1 + 2: the nwfilter columns
     def nwfilter_once(self, hv, conf, xmls, dp_row):
-        """nwfilter once, while only our 2 VMs' nft rules are loaded; it binds few ports (slow, see README)."""
+        """nwfilter once, while only our 2 VMs' nft rules are loaded; it binds few ports (slow, see docs/benchmarks.md)."""
         if self.a.nwfilter_ports and not self.results.get("nwfilter_done"):
             self.results["nwfilter_done"] = True
             self.nwfilter(hv, conf, xmls, dp_row)

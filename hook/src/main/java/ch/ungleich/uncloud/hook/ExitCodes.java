@@ -1,6 +1,6 @@
 package ch.ungleich.uncloud.hook;
 
-/** Exit codes of the hook and the CLI, in one place (the README has the same table). */
+/** Exit codes of the hook and the CLI, in one place (the README has the same table, "Exit codes"). */
 public final class ExitCodes {
   /** Done. */
   public static final int OK = 0;

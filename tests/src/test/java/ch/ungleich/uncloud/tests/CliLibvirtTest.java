@@ -50,7 +50,7 @@ import org.junit.jupiter.api.TestMethodOrder;
  *
  * <p>Each doctor check is shown to PASS on the good host and to WARN/FAIL, with its fix, on a host
  * broken that way; {@code reconcile} repairs what it can; every {@code --json} output parses and has
- * the README's shape. Outputs are saved to {@code target/cli-samples/} (the README's samples).
+ * the shape in docs/cli.md. Outputs are saved to {@code target/cli-samples/} (the samples in docs/cli.md).
  */
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
@@ -192,7 +192,7 @@ class CliLibvirtTest {
     return cli(args.toArray(String[]::new));
   }
 
-  /** Saves an output for the README: the command as an operator types it, then its stdout. */
+  /** Saves an output for docs/cli.md: the command as an operator types it, then its stdout. */
   void sample(String name, String command, Proc.Result r) {
     String text = "$ " + command + "\n" + r.out() + (r.err().isBlank() ? "" : r.err()) + "[exit " + r.exit() + "]\n";
     try {

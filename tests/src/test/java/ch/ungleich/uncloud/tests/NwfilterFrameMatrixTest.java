@@ -37,10 +37,10 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  *
  * <p>The expected verdict of every frame is the nft backend's ({@link FrameMatrix}), except the
  * frames in {@link #LIMITATIONS}: what nwfilter cannot express. Those are asserted too, so the list in
- * the README stays exact: if libvirt learns to drop one of them, this test fails until it is removed.
+ * docs/nwfilter.md stays exact: if libvirt learns to drop one of them, this test fails until it is removed.
  */
 class NwfilterFrameMatrixTest {
-  /** Frames nft drops and nwfilter delivers, with the reason (the README's limitations list). */
+  /** Frames nft drops and nwfilter delivers, with the reason (docs/nwfilter.md's limitations list). */
   static final Map<String, String> LIMITATIONS = new LinkedHashMap<>();
 
   static {

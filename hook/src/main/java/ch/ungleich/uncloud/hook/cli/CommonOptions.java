@@ -21,7 +21,7 @@ public final class CommonOptions {
       defaultValue = DEFAULT_URI)
   String uri;
 
-  @Option(names = "--json", description = "Print the result as JSON (shape documented in the README).")
+  @Option(names = "--json", description = "Print the result as JSON (shape documented in docs/cli.md).")
   boolean json;
 
   @Option(

@@ -217,7 +217,7 @@ public final class Checks {
    */
   public static Check config(String path, String source, boolean exists, Config c, String error) {
     if (error != null) {
-      return Check.fail("config", path, "(" + source + ") " + error, "correct that line (settings and values: README, 'Configuration')");
+      return Check.fail("config", path, "(" + source + ") " + error, "correct that line (settings and values: README, 'Host settings')");
     }
     String values = "backend=" + c.backend() + " unlisted=" + c.unlisted() + " link_local=" + (c.linkLocalAny() ? "any" : "eui64")
         + " dhcp_client=" + (c.dhcpClient() ? "yes" : "no") + " state_dir=" + c.stateDir() + " lock_timeout=" + c.lockTimeoutSeconds();
