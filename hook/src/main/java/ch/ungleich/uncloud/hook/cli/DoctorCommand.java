@@ -2,6 +2,7 @@ package ch.ungleich.uncloud.hook.cli;
 
 import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.config.Config;
+import ch.ungleich.uncloud.hook.engine.Reconcile;
 import ch.ungleich.uncloud.hook.doctor.Check;
 import ch.ungleich.uncloud.hook.doctor.Checks;
 import ch.ungleich.uncloud.hook.doctor.Launcher;
@@ -166,7 +167,7 @@ final class DoctorCommand implements Callable<Integer> {
         checks.addAll(Checks.domains(inv.domains, cfg, host::linkMac, common.uri()));
         if (canonical != null) {
           try {
-            Reconciler r = new Reconciler(inv, nft, new StateStore(cfg.stateDir(), cfg.lockTimeoutSeconds()), host);
+            Reconcile r = new Reconcile(inv.desired(), nft, new StateStore(cfg.stateDir(), cfg.lockTimeoutSeconds()), host::linkMac);
             // the kernel check loaded the running domains' desired ruleset already: compare with that
             ReconcilePlan plan = sample ? r.plan() : r.plan(canonical);
             int filtered = 0;
@@ -184,7 +185,7 @@ final class DoctorCommand implements Callable<Integer> {
       checks.addAll(Checks.domains(inv.domains, cfg, host::linkMac, common.uri()));
       checks.addAll(Checks.nwfilterDrift(inv.domains, cfg));
       try {
-        NftState table = Inventory.observe(new ProcessNftRunner(cfg.nft()));
+        NftState table = Reconcile.observe(new ProcessNftRunner(cfg.nft()));
         checks.add(Checks.nftLeftover(table.exists(), table.ports() == null ? 0 : table.ports().elements().size()));
       } catch (UncloudException e) {
         // no nft on a pure nwfilter host: then there is no table either

@@ -1,15 +1,10 @@
 package ch.ungleich.uncloud.hook.cli;
 
-import ch.ungleich.uncloud.hook.ExitCodes;
-import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.config.Config;
+import ch.ungleich.uncloud.hook.engine.Desired;
 import ch.ungleich.uncloud.hook.host.DomainView;
 import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
-import ch.ungleich.uncloud.hook.nft.NftJson;
-import ch.ungleich.uncloud.hook.nft.NftRunner;
-import ch.ungleich.uncloud.hook.nft.NftScript;
-import ch.ungleich.uncloud.hook.nft.NftState;
 import java.util.ArrayList;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -65,26 +60,8 @@ final class Inventory {
     return out;
   }
 
-  /** Whether our dispatch chain exists: {@code nft list chain} of one chain, as fast at 10 000 ports as at none. */
-  static boolean dispatchChainExists(NftRunner nft) {
-    return listOurs(nft, "list", "chain", NftScript.FAMILY, NftScript.TABLE, NftScript.BASE_CHAIN) != null;
-  }
-
-  /** Our table now; {@link NftState#ABSENT} when there is none. */
-  static NftState observe(NftRunner nft) {
-    String json = listOurs(nft, "-j", "list", "table", NftScript.FAMILY, NftScript.TABLE);
-    return json == null ? NftState.ABSENT : NftJson.parse(json);
-  }
-
-  /** nft's output for a listing of our table or one of its chains; null when that does not exist. */
-  private static String listOurs(NftRunner nft, String... args) {
-    try {
-      return nft.run(args);
-    } catch (UncloudException e) {
-      if (e.getMessage().contains("No such file or directory")) {
-        return null;
-      }
-      throw new UncloudException(ExitCodes.APPLY_FAILED, "cannot list our nft table: " + e.getMessage());
-    }
+  /** What the running domains demand, for the engine. */
+  Desired desired() {
+    return new Desired(policies(), runningUuids(), untouchable());
   }
 }

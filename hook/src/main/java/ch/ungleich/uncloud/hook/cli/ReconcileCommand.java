@@ -3,6 +3,7 @@ package ch.ungleich.uncloud.hook.cli;
 import ch.ungleich.uncloud.hook.ExitCodes;
 import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.config.Config;
+import ch.ungleich.uncloud.hook.engine.Reconcile;
 import ch.ungleich.uncloud.hook.host.DomainView;
 import ch.ungleich.uncloud.hook.host.LinuxHost;
 import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
@@ -91,7 +92,7 @@ final class ReconcileCommand implements Callable<Integer> {
   static Result run(Inventory inv, Config config, boolean dryRun) {
     NftRunner nft = new ProcessNftRunner(config.nft());
     StateStore store = new StateStore(config.stateDir(), config.lockTimeoutSeconds());
-    Reconciler r = new Reconciler(inv, nft, store, new LinuxHost());
+    Reconcile r = new Reconcile(inv.desired(), nft, store, new LinuxHost()::linkMac);
     ReconcilePlan plan = dryRun ? r.plan() : r.apply();
     List<DomainError> errors = new ArrayList<>();
     List<String> warnings = new ArrayList<>();

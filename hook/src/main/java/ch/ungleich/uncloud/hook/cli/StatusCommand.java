@@ -2,6 +2,7 @@ package ch.ungleich.uncloud.hook.cli;
 
 import ch.ungleich.uncloud.hook.ExitCodes;
 import ch.ungleich.uncloud.hook.config.Config;
+import ch.ungleich.uncloud.hook.engine.Reconcile;
 import ch.ungleich.uncloud.hook.host.DomainView;
 import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
 import ch.ungleich.uncloud.hook.model.NicPolicy;
@@ -88,7 +89,7 @@ final class StatusCommand implements Callable<Integer> {
         views.addAll(Inventory.read(s, config, true).domains);
       }
     }
-    NftState nft = config.backend().equals("nft") ? Inventory.observe(new ProcessNftRunner(config.nft())) : NftState.ABSENT;
+    NftState nft = config.backend().equals("nft") ? Reconcile.observe(new ProcessNftRunner(config.nft())) : NftState.ABSENT;
     List<DomainStatus> out = new ArrayList<>();
     for (DomainView d : views) {
       out.add(config.backend().equals("nft") ? status(d, nft) : nwfilterStatus(d));

@@ -4,14 +4,12 @@ import ch.ungleich.uncloud.hook.ExitCodes;
 import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.config.Config;
 import ch.ungleich.uncloud.hook.config.ConfigFile;
+import ch.ungleich.uncloud.hook.engine.Rules;
 import ch.ungleich.uncloud.hook.log.Log;
 import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
-import ch.ungleich.uncloud.hook.nft.NftBackend;
 import ch.ungleich.uncloud.hook.nft.NftRunner;
-import ch.ungleich.uncloud.hook.nft.NftScript;
 import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
-import ch.ungleich.uncloud.hook.state.Owner;
 import ch.ungleich.uncloud.hook.state.Plan;
 import ch.ungleich.uncloud.hook.state.StateStore;
 import ch.ungleich.uncloud.libvirtxml.DomainReader;
@@ -22,7 +20,6 @@ import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.function.Function;
@@ -129,91 +126,33 @@ public final class HookBatch {
     if (policies.isEmpty()) {
       return true;
     }
-    StateStore state = new StateStore(config.stateDir(), config.lockTimeoutSeconds());
-    StateStore.Lock lock;
-    try {
-      lock = state.lock();
-    } catch (UncloudException e) {
-      log.error("hook-batch reconnect: " + e.getMessage() + "; " + policies.size()
+    Rules rules = new Rules(new StateStore(config.stateDir(), config.lockTimeoutSeconds()), runners.apply(config));
+    Rules.Batch batch = rules.startAll(policies);
+    if (batch.notLocked() != null) {
+      log.error("hook-batch reconnect: " + batch.notLocked().getMessage() + "; " + policies.size()
           + " domains stay spooled for the next run");
       return false;
     }
-    try (lock) {
-      NftRunner nft = runners.apply(config);
-      if (applyTogether(policies, state, nft)) {
-        log.info("hook-batch reconnect: " + policies.size() + " domains from " + spool + ", one transaction");
-      } else {
-        int ok = applyEach(policies, state, nft);
-        log.info("hook-batch reconnect: " + policies.size() + " domains from " + spool + ", one transaction each"
-            + " after the combined one failed; " + ok + " applied");
-      }
+    if (batch.combinedFailed() != null) {
+      log.error("hook-batch reconnect: the combined transaction for " + policies.size() + " domains failed ("
+          + batch.combinedFailed().getMessage() + "); applying one domain at a time");
     }
-    return true;
-  }
-
-  /**
-   * Plans every domain against the ownership records as the previous plans of this batch leave them (so a
-   * tap handed from one domain to another within the batch ends up with its new owner, in either order),
-   * applies one script, then records. False if nft refused the combined script; nothing changed then.
-   */
-  private boolean applyTogether(List<DomainPolicy> policies, StateStore state, NftRunner nft) {
-    Map<String, Owner> owners = new HashMap<>();
-    Map<String, List<String>> domainTaps = new HashMap<>();
-    Function<String, Owner> ownerOf = t -> owners.containsKey(t) ? owners.get(t) : state.owner(t);
-    String prelude = new NftScript().prelude().render();
-    StringBuilder script = new StringBuilder();
-    List<Plan> plans = new ArrayList<>();
-    for (DomainPolicy p : policies) {
-      List<String> previous = domainTaps.containsKey(p.uuid()) ? domainTaps.get(p.uuid()) : state.taps(p.uuid());
-      Plan plan = NftBackend.start(p, previous, ownerOf);
-      for (String t : plan.release()) {
-        owners.put(t, null);
-      }
-      owners.putAll(plan.claim());
-      domainTaps.put(p.uuid(), plan.domainTaps());
-      String s = plan.script();
-      if (!s.isEmpty()) {
-        script.append(script.length() == 0 ? prelude : "");
-        script.append(s.startsWith(prelude) ? s.substring(prelude.length()) : s);
-      }
-      plans.add(plan);
-    }
-    if (script.length() > 0) {
-      try {
-        nft.apply(script.toString());
-      } catch (UncloudException e) {
-        log.error("hook-batch reconnect: the combined transaction for " + policies.size() + " domains failed ("
-            + e.getMessage() + "); applying one domain at a time");
-        return false;
-      }
-    }
-    for (int i = 0; i < plans.size(); i++) {
-      DomainPolicy p = policies.get(i);
-      Plan plan = plans.get(i);
-      state.commit(p.uuid(), plan);
+    for (int i = 0; i < batch.applied().size(); i++) {
+      DomainPolicy p = batch.applied().get(i);
+      Plan plan = batch.plans().get(i);
       log.info(p.name() + " " + EVENT + ": filtering " + plan.claim().keySet() + ", released " + plan.release());
     }
-    return true;
-  }
-
-  /** The fallback: exactly what one {@code reconnect begin} per domain would do, in order. */
-  private int applyEach(List<DomainPolicy> policies, StateStore state, NftRunner nft) {
-    int ok = 0;
-    for (DomainPolicy p : policies) {
-      try {
-        Plan plan = NftBackend.start(p, state.taps(p.uuid()), state::owner);
-        if (!plan.script().isEmpty()) {
-          nft.apply(plan.script());
-        }
-        state.commit(p.uuid(), plan);
-        log.info(p.name() + " " + EVENT + ": filtering " + plan.claim().keySet() + ", released " + plan.release());
-        ok++;
-      } catch (UncloudException e) {
-        log.error(p.name() + " " + EVENT + ": " + e.getMessage() + " (the VM keeps running; run"
-            + " 'uncloud-hook reconcile' once fixed)");
-      }
+    for (Rules.Failure f : batch.failures()) {
+      log.error(f.policy().name() + " " + EVENT + ": " + f.error().getMessage() + " (the VM keeps running; run"
+          + " 'uncloud-hook reconcile' once fixed)");
     }
-    return ok;
+    if (batch.together()) {
+      log.info("hook-batch reconnect: " + policies.size() + " domains from " + spool + ", one transaction");
+    } else {
+      log.info("hook-batch reconnect: " + policies.size() + " domains from " + spool + ", one transaction each"
+          + " after the combined one failed; " + batch.applied().size() + " applied");
+    }
+    return true;
   }
 
   private static DomainPolicy policy(String xml, Config config) {

@@ -4,10 +4,10 @@ import ch.ungleich.uncloud.hook.ExitCodes;
 import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.config.Config;
 import ch.ungleich.uncloud.hook.config.ConfigFile;
+import ch.ungleich.uncloud.hook.engine.Rules;
 import ch.ungleich.uncloud.hook.log.Log;
 import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
-import ch.ungleich.uncloud.hook.nft.NftBackend;
 import ch.ungleich.uncloud.hook.nft.NftRunner;
 import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
 import ch.ungleich.uncloud.hook.nwfilter.FilterrefRewriter;
@@ -218,30 +218,19 @@ public final class HookMain {
   }
 
   private void apply(DomainPolicy p, Config config, String event) {
-    StateStore state = new StateStore(config.stateDir(), config.lockTimeoutSeconds());
-    try (StateStore.Lock l = state.lock()) {
-      Plan plan = NftBackend.start(p, state.taps(p.uuid()), state::owner);
-      if (!plan.script().isEmpty()) {
-        runners.apply(config).apply(plan.script());
-      }
-      state.commit(p.uuid(), plan);
-      log.info(p.name() + " " + event + ": filtering " + plan.claim().keySet() + ", released " + plan.release());
-    }
+    Plan plan = rules(config).start(p);
+    log.info(p.name() + " " + event + ": filtering " + plan.claim().keySet() + ", released " + plan.release());
   }
 
   private void remove(String xml, String domain, Config config, String event, String extra) {
-    String uuid = uuidOf(xml, domain);
-    StateStore state = new StateStore(config.stateDir(), config.lockTimeoutSeconds());
-    try (StateStore.Lock l = state.lock()) {
-      Plan plan = NftBackend.stop(uuid, state.taps(uuid), state::owner);
-      if (!plan.script().isEmpty()) {
-        runners.apply(config).apply(plan.script());
-      }
-      state.commit(uuid, plan);
-      if (!plan.release().isEmpty()) {
-        log.info(domain + " " + event + " " + extra + ": removed " + plan.release());
-      }
+    Plan plan = rules(config).stop(uuidOf(xml, domain));
+    if (!plan.release().isEmpty()) {
+      log.info(domain + " " + event + " " + extra + ": removed " + plan.release());
     }
+  }
+
+  private Rules rules(Config config) {
+    return new Rules(new StateStore(config.stateDir(), config.lockTimeoutSeconds()), runners.apply(config));
   }
 
   /**

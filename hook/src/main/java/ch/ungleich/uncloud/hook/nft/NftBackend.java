@@ -307,13 +307,13 @@ public final class NftBackend {
   }
 
   /** Whether a host-side MAC is one libvirt gives its taps: the guest's MAC with first octet fe (or fa). */
-  static boolean isLibvirtTap(String hostMac) {
+  public static boolean isLibvirtTap(String hostMac) {
     String m = hostMac.toLowerCase(java.util.Locale.ROOT);
     return m.startsWith("fe:") || m.startsWith("fa:");
   }
 
   /** Whether a tap's host-side MAC belongs to the guest NIC with MAC {@code nicMac} (all but the first octet). */
-  static boolean sameNic(String hostMac, String nicMac) {
+  public static boolean sameNic(String hostMac, String nicMac) {
     return hostMac.length() == 17 && nicMac.length() == 17
         && hostMac.substring(3).equalsIgnoreCase(nicMac.substring(3));
   }

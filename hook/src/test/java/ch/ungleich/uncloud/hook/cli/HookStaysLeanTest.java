@@ -17,13 +17,25 @@ import org.junit.jupiter.api.io.TempDir;
 class HookStaysLeanTest {
   @Test
   void hookCallLoadsNoCliLibrary(@TempDir Path tmp) throws Exception {
+    // prepare (parse and check only) and start (through the engine, with a stand-in nft that accepts anything)
+    for (String op : List.of("prepare", "start")) {
+      hookCallLoadsNoCliLibrary(tmp.resolve(op), op);
+    }
+  }
+
+  private void hookCallLoadsNoCliLibrary(Path tmp, String op) throws Exception {
+    Files.createDirectories(tmp);
     Path conf = tmp.resolve("conf");
-    Files.writeString(conf, "state_dir = " + tmp.resolve("state") + "\nlog_file = " + tmp.resolve("log") + "\n");
+    Path nft = tmp.resolve("nft");
+    Files.writeString(nft, "#!/bin/sh\ncat >/dev/null\n");
+    nft.toFile().setExecutable(true);
+    Files.writeString(conf, "state_dir = " + tmp.resolve("state") + "\nlog_file = " + tmp.resolve("log")
+        + "\nnft = " + nft + "\n");
     String xml = Files.readString(Path.of("src/test/resources/golden/issue-example/domain.xml"));
     ProcessBuilder pb =
         new ProcessBuilder(
             Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-verbose:class", "-cp",
-            System.getProperty("java.class.path"), "ch.ungleich.uncloud.hook.Main", "hook", "web01", "prepare", "begin", "-");
+            System.getProperty("java.class.path"), "ch.ungleich.uncloud.hook.Main", "hook", "web01", op, "begin", "-");
     pb.environment().put("UNCLOUD_HOOK_CONFIG", conf.toString());
     pb.redirectErrorStream(false);
     Process p = pb.start();
@@ -34,6 +46,9 @@ class HookStaysLeanTest {
     assertEquals(0, p.waitFor(), err);
     List<String> loaded = out.lines().filter(l -> l.contains("class,load")).toList();
     assertTrue(loaded.size() > 100, out);
+    if (op.equals("start")) {
+      assertTrue(loaded.stream().anyMatch(l -> l.contains(" ch.ungleich.uncloud.hook.engine.Rules ")), "start went through the engine");
+    }
     for (String lib : List.of("com.fasterxml.", "picocli.", "org.libvirt.", "com.sun.jna.", "jakarta.xml.bind.")) {
       assertTrue(loaded.stream().noneMatch(l -> l.contains(" " + lib)), "hook path loaded " + lib + ":\n"
           + String.join("\n", loaded.stream().filter(l -> l.contains(" " + lib)).toList()));

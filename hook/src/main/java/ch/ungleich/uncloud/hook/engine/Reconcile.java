@@ -1,0 +1,113 @@
+package ch.ungleich.uncloud.hook.engine;
+
+import ch.ungleich.uncloud.hook.ExitCodes;
+import ch.ungleich.uncloud.hook.UncloudException;
+import ch.ungleich.uncloud.hook.nft.NftBackend;
+import ch.ungleich.uncloud.hook.nft.NftJson;
+import ch.ungleich.uncloud.hook.nft.NftRunner;
+import ch.ungleich.uncloud.hook.nft.NftScript;
+import ch.ungleich.uncloud.hook.nft.NftState;
+import ch.ungleich.uncloud.hook.nft.ReconcilePlan;
+import ch.ungleich.uncloud.hook.state.StateStore;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.function.Function;
+
+/**
+ * The whole host at once: makes our table what the running domains demand (one transaction) and the
+ * ownership records match ({@code reconcile}, doctor's drift check, the agent's resync after a
+ * (re)connect, its periodic backstop and its repair after a lost ruleset). libvirt has been read
+ * already ({@link Desired}); under the lock nft and the records are read, planned against, changed.
+ */
+public final class Reconcile {
+  private final Desired desired;
+  private final NftRunner nft;
+  private final StateStore store;
+  private final Function<String, String> tapMac;
+
+  /** {@code tapMac}: an interface's host-side MAC now, null when there is none. */
+  public Reconcile(Desired desired, NftRunner nft, StateStore store, Function<String, String> tapMac) {
+    this.desired = desired;
+    this.nft = nft;
+    this.store = store;
+    this.tapMac = tapMac;
+  }
+
+  /**
+   * The desired ruleset as nft stores it: loaded into a scratch network namespace, listed there. Not
+   * when our dispatch chain is missing (host boot, {@code nft flush ruleset}; {@code nft list chain}
+   * costs the same at any size): then everything is installed and nothing compared, and at 1000
+   * ports the scratch load and its listing cost more than all the rest of reconcile.
+   */
+  public NftState canonical() {
+    if (!dispatchChainExists(nft)) {
+      return NftState.ABSENT;
+    }
+    return NftJson.parse(nft.canonical(NftBackend.desiredScript(desired.policies())));
+  }
+
+  /**
+   * Plans against the current state without the lock and without changing anything (doctor, --dry-run).
+   * The canonical form is made while nft lists our table: two nft processes, one per core.
+   */
+  public ReconcilePlan plan() {
+    CompletableFuture<NftState> canonical = CompletableFuture.supplyAsync(this::canonical);
+    return plan(observe(nft), canonical);
+  }
+
+  /** {@link #plan()} with nft's form of the desired ruleset made already (doctor loads it for its kernel check). */
+  public ReconcilePlan plan(NftState canonical) {
+    return plan(observe(nft), CompletableFuture.completedFuture(canonical));
+  }
+
+  private ReconcilePlan plan(NftState observed, CompletableFuture<NftState> canonical) {
+    NftState c;
+    try {
+      c = canonical.join();
+    } catch (CompletionException e) {
+      throw e.getCause() instanceof RuntimeException r ? r : e;
+    }
+    return NftBackend.reconcile(
+        desired.policies(), desired.running(), desired.untouchable(), observed, c, store.records(), tapMac);
+  }
+
+  /**
+   * Plans and applies under the host lock: one nft transaction, then the records. The canonical form
+   * is made meanwhile (from before the lock until the plan needs it); whatever a hook call changes in
+   * between is in what is observed under the lock, and the planner handles both orders.
+   */
+  public ReconcilePlan apply() {
+    CompletableFuture<NftState> canonical = CompletableFuture.supplyAsync(this::canonical);
+    try (StateStore.Lock l = store.lock()) {
+      ReconcilePlan p = plan(observe(nft), canonical);
+      if (!p.script().isEmpty()) {
+        nft.apply(p.script());
+      }
+      store.replaceAll(p.records());
+      return p;
+    }
+  }
+
+  /** Whether our dispatch chain exists: {@code nft list chain} of one chain, as fast at 10 000 ports as at none. */
+  public static boolean dispatchChainExists(NftRunner nft) {
+    return listOurs(nft, "list", "chain", NftScript.FAMILY, NftScript.TABLE, NftScript.BASE_CHAIN) != null;
+  }
+
+  /** Our table now; {@link NftState#ABSENT} when there is none. */
+  public static NftState observe(NftRunner nft) {
+    String json = listOurs(nft, "-j", "list", "table", NftScript.FAMILY, NftScript.TABLE);
+    return json == null ? NftState.ABSENT : NftJson.parse(json);
+  }
+
+  /** nft's output for a listing of our table or one of its chains; null when that does not exist. */
+  private static String listOurs(NftRunner nft, String... args) {
+    try {
+      return nft.run(args);
+    } catch (UncloudException e) {
+      if (e.getMessage().contains("No such file or directory")) {
+        return null;
+      }
+      throw new UncloudException(ExitCodes.APPLY_FAILED, "cannot list our nft table: " + e.getMessage());
+    }
+  }
+}

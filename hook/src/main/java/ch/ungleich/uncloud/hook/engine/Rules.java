@@ -1,0 +1,185 @@
+package ch.ungleich.uncloud.hook.engine;
+
+import ch.ungleich.uncloud.hook.UncloudException;
+import ch.ungleich.uncloud.hook.model.DomainPolicy;
+import ch.ungleich.uncloud.hook.model.NicPolicy;
+import ch.ungleich.uncloud.hook.nft.NftBackend;
+import ch.ungleich.uncloud.hook.nft.NftRunner;
+import ch.ungleich.uncloud.hook.nft.NftScript;
+import ch.ungleich.uncloud.hook.state.Owner;
+import ch.ungleich.uncloud.hook.state.Plan;
+import ch.ungleich.uncloud.hook.state.StateStore;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Function;
+
+/**
+ * Per-domain changes of the nft backend: plan with {@link NftBackend}, apply one transaction, commit
+ * the records, under the host lock. Used by the hook ({@code start}, {@code reconnect}, {@code
+ * stopped}, {@code release}), {@code hook-batch} and the agent (hot-plug, detach, metadata change).
+ *
+ * <p>Failures are {@link UncloudException}s (nft refused the script: nothing changed and no record
+ * was written; the lock was not to be had: nothing was tried).
+ */
+public final class Rules {
+  private final StateStore store;
+  private final NftRunner nft;
+
+  public Rules(StateStore store, NftRunner nft) {
+    this.store = store;
+    this.nft = nft;
+  }
+
+  /** Installs a domain's rules and releases the taps it no longer has (hook {@code start}/{@code reconnect}). */
+  public Plan start(DomainPolicy p) {
+    try (StateStore.Lock l = store.lock()) {
+      return startLocked(p);
+    }
+  }
+
+  /**
+   * Like {@link #start(DomainPolicy)}, for a policy read from libvirt before the lock was taken (the
+   * agent): under the lock, a NIC whose tap is gone, or now carries another NIC's MAC, is left out,
+   * so a domain that stopped meanwhile (its hook's {@code stopped end} removed its rules) gets no
+   * rules back, and a {@code vnetN} name libvirt gave to another domain is not taken from it.
+   *
+   * @param tapMac the host-side MAC of an interface now, null when there is none
+   */
+  public Plan startLive(DomainPolicy p, Function<String, String> tapMac) {
+    try (StateStore.Lock l = store.lock()) {
+      return startLocked(live(p, tapMac));
+    }
+  }
+
+  private Plan startLocked(DomainPolicy p) {
+    Plan plan = NftBackend.start(p, store.taps(p.uuid()), store::owner);
+    if (!plan.script().isEmpty()) {
+      nft.apply(plan.script());
+    }
+    store.commit(p.uuid(), plan);
+    return plan;
+  }
+
+  /** Removes every rule the domain owns (hook {@code stopped}/{@code release}); tap takeovers stay. */
+  public Plan stop(String uuid) {
+    try (StateStore.Lock l = store.lock()) {
+      Plan plan = NftBackend.stop(uuid, store.taps(uuid), store::owner);
+      if (!plan.script().isEmpty()) {
+        nft.apply(plan.script());
+      }
+      store.commit(uuid, plan);
+      return plan;
+    }
+  }
+
+  /**
+   * What {@link #startAll} did: the plans of the applied domains in the policies' order; {@code
+   * combinedFailed} is nft's refusal of the one transaction (then each domain was applied on its own,
+   * and {@code failures} are those that failed alone), null when it was one transaction; {@code
+   * notLocked} is the error when the host lock could not be had (then nothing was tried), else null.
+   */
+  public record Batch(
+      List<DomainPolicy> applied,
+      List<Plan> plans,
+      UncloudException combinedFailed,
+      List<Failure> failures,
+      UncloudException notLocked) {
+    /** Whether everything went in one transaction. */
+    public boolean together() {
+      return combinedFailed == null && notLocked == null;
+    }
+  }
+
+  /** One domain that could not be applied in {@link #startAll}'s fallback. */
+  public record Failure(DomainPolicy policy, UncloudException error) {}
+
+  /**
+   * Installs many domains in ONE transaction under one lock (hook-batch after a libvirtd restart).
+   * Each is planned against the records as the earlier plans of the batch leave them, so a tap handed
+   * from one domain to another within the batch ends with its new owner in either order. If nft refuses
+   * the combined script, each domain is applied on its own (what one call per domain would do) and
+   * only the failing ones are reported.
+   */
+  public Batch startAll(List<DomainPolicy> policies) {
+    StateStore.Lock lock;
+    try {
+      lock = store.lock();
+    } catch (UncloudException e) {
+      return new Batch(List.of(), List.of(), null, List.of(), e);
+    }
+    try (lock) {
+      UncloudException[] refused = new UncloudException[1];
+      Batch b = together(policies, refused);
+      if (b != null) {
+        return b;
+      }
+      UncloudException combined = refused[0];
+      List<DomainPolicy> applied = new ArrayList<>();
+      List<Plan> plans = new ArrayList<>();
+      List<Failure> failures = new ArrayList<>();
+      for (DomainPolicy p : policies) {
+        try {
+          plans.add(startLocked(p));
+          applied.add(p);
+        } catch (UncloudException e) {
+          failures.add(new Failure(p, e));
+        }
+      }
+      return new Batch(List.copyOf(applied), List.copyOf(plans), combined, List.copyOf(failures), null);
+    }
+  }
+
+  /** The combined transaction; null with nft's refusal in {@code refused[0]} (then nothing changed). */
+  private Batch together(List<DomainPolicy> policies, UncloudException[] refused) {
+    Map<String, Owner> owners = new HashMap<>();
+    Map<String, List<String>> domainTaps = new HashMap<>();
+    Function<String, Owner> ownerOf = t -> owners.containsKey(t) ? owners.get(t) : store.owner(t);
+    String prelude = new NftScript().prelude().render();
+    StringBuilder script = new StringBuilder();
+    List<Plan> plans = new ArrayList<>();
+    for (DomainPolicy p : policies) {
+      List<String> previous = domainTaps.containsKey(p.uuid()) ? domainTaps.get(p.uuid()) : store.taps(p.uuid());
+      Plan plan = NftBackend.start(p, previous, ownerOf);
+      for (String t : plan.release()) {
+        owners.put(t, null);
+      }
+      owners.putAll(plan.claim());
+      domainTaps.put(p.uuid(), plan.domainTaps());
+      String s = plan.script();
+      if (!s.isEmpty()) {
+        script.append(script.length() == 0 ? prelude : "");
+        script.append(s.startsWith(prelude) ? s.substring(prelude.length()) : s);
+      }
+      plans.add(plan);
+    }
+    if (script.length() > 0) {
+      try {
+        nft.apply(script.toString());
+      } catch (UncloudException e) {
+        refused[0] = e;
+        return null;
+      }
+    }
+    for (int i = 0; i < plans.size(); i++) {
+      store.commit(policies.get(i).uuid(), plans.get(i));
+    }
+    return new Batch(List.copyOf(policies), List.copyOf(plans), null, List.of(), null);
+  }
+
+  /** The policy without the NICs whose tap is gone or carries another NIC's MAC now. */
+  static DomainPolicy live(DomainPolicy p, Function<String, String> tapMac) {
+    List<NicPolicy> nics = new ArrayList<>();
+    for (NicPolicy n : p.nics()) {
+      if (n.tap() != null) {
+        String hostMac = tapMac.apply(n.tap());
+        if (hostMac == null || NftBackend.isLibvirtTap(hostMac) && !NftBackend.sameNic(hostMac, n.mac().text())) {
+          continue;
+        }
+      }
+      nics.add(n);
+    }
+    return nics.size() == p.nics().size() ? p : new DomainPolicy(p.name(), p.uuid(), List.copyOf(nics), p.warnings());
+  }
+}

@@ -1,0 +1,101 @@
+package ch.ungleich.uncloud.hook.engine;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ch.ungleich.uncloud.hook.config.Config;
+import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
+import ch.ungleich.uncloud.hook.model.DomainPolicy;
+import ch.ungleich.uncloud.hook.nft.FakeNftRunner;
+import ch.ungleich.uncloud.hook.state.Plan;
+import ch.ungleich.uncloud.hook.state.StateStore;
+import ch.ungleich.uncloud.libvirtxml.DomainReader;
+import java.nio.file.Path;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The per-domain core: what the hook and the agent share. */
+class RulesTest {
+  static final String UUID = "6d696776-6d31-4000-8000-000000000001";
+  @TempDir Path tmp;
+  FakeNftRunner nft;
+  StateStore store;
+  Rules rules;
+  /** The host's interfaces and their MACs, as the agent's tapMac would see them. */
+  Map<String, String> links = new HashMap<>();
+
+  @BeforeEach
+  void setUp() {
+    nft = new FakeNftRunner();
+    store = new StateStore(tmp.resolve("state").toString(), 5);
+    rules = new Rules(store, nft);
+  }
+
+  static DomainPolicy policy(int nics) {
+    StringBuilder x = new StringBuilder("<domain type='qemu'><name>web01</name><uuid>" + UUID + "</uuid><devices>");
+    for (int i = 0; i < nics; i++) {
+      x.append("<interface type='bridge'><mac address='52:54:00:aa:bb:0" + i + "'/><source bridge='br0'/>"
+          + "<target dev='vnet" + i + "'/><alias name='net" + i + "'/></interface>");
+    }
+    x.append("</devices></domain>");
+    return PolicyBuilder.build(DomainReader.read(x.toString()), Config.defaults());
+  }
+
+  @Test
+  void hotPlugThenDetachTouchesOnlyThatNic() {
+    links.put("vnet0", "fe:54:00:aa:bb:00");
+    rules.startLive(policy(1), links::get);
+    links.put("vnet1", "fe:54:00:aa:bb:01");
+    Plan plug = rules.startLive(policy(2), links::get);
+    assertEquals(List.of("vnet0", "vnet1"), store.taps(UUID));
+    assertTrue(plug.script().contains("port-vnet1"), plug.script());
+    links.remove("vnet1");
+    Plan detach = rules.startLive(policy(1), links::get);
+    assertEquals(List.of("vnet1"), detach.release());
+    assertEquals(List.of("vnet0"), store.taps(UUID));
+    assertNull(store.owner("vnet1"));
+  }
+
+  @Test
+  void agentApplyAfterStoppedEndResurrectsNothing() {
+    links.put("vnet0", "fe:54:00:aa:bb:00");
+    rules.start(policy(1));
+    // the agent read the domain while it ran; then the VM stopped: taps gone, the hook's stopped end ran
+    DomainPolicy readBefore = policy(1);
+    links.clear();
+    rules.stop(UUID);
+    int scripts = nft.scripts.size();
+    Plan late = rules.startLive(readBefore, links::get);
+    assertEquals("", late.script());
+    assertEquals(scripts, nft.scripts.size());
+    assertTrue(store.taps(UUID).isEmpty());
+    assertNull(store.owner("vnet0"));
+  }
+
+  @Test
+  void tapReusedByAnotherNicIsNotTaken() {
+    // vnet0 now belongs to another VM's NIC (libvirt reuses names): the stale read must not claim it
+    links.put("vnet0", "fe:54:00:99:99:99");
+    Plan p = rules.startLive(policy(1), links::get);
+    assertEquals("", p.script());
+    assertNull(store.owner("vnet0"));
+  }
+
+  @Test
+  void batchIsOneTransactionOrEachOnItsOwn() {
+    Rules.Batch b = rules.startAll(List.of(policy(2)));
+    assertTrue(b.together());
+    assertEquals(1, nft.scripts.size());
+    nft.failWith = "refused";
+    Rules.Batch f = rules.startAll(List.of(policy(1)));
+    assertNotNull(f.combinedFailed());
+    assertEquals(1, f.failures().size());
+    assertNull(f.notLocked());
+  }
+}
