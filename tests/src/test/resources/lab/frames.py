@@ -8,6 +8,10 @@ Modes
       b"UCF" + NONCE. It stops when the batch's end frame arrives (or stdin closes, or TIMEOUT_S),
       drains for a short grace period, prints "FRAME <hex>" per frame in arrival order, then
       "END" (end frame seen), "EOF" (stdin closed first) or "TIMEOUT".
+  receive PORT TIMEOUT_S COUNT
+      A UDP socket on [::]:PORT (IPv4 too): what the receiving host's kernel delivers after its own
+      reassembly. Prints "READY", then "DGRAM <source> <source port> <length> <sha256>" per datagram,
+      then "DONE" after COUNT datagrams or "TIMEOUT".
   send
       One JSON request on stdin, one JSON answer on stdout (see handle()).
   serve
@@ -106,6 +110,26 @@ def capture(iface, nonce_hex, timeout):
         out.write("FRAME " + f.hex() + "\n")
     out.write(status + "\n")
     out.flush()
+
+
+def receive(port, timeout, count):
+    import hashlib
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(("::", port))
+    print("READY", flush=True)
+    deadline = time.monotonic() + timeout
+    got = 0
+    while got < count:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([s], [], [], left)[0]:
+            print("TIMEOUT", flush=True)
+            return
+        data, addr = s.recvfrom(65536)
+        src = addr[0][7:] if addr[0].startswith("::ffff:") else addr[0]
+        print("DGRAM %s %d %d %s" % (src, addr[1], len(data), hashlib.sha256(data).hexdigest()), flush=True)
+        got += 1
+    print("DONE", flush=True)
 
 
 # ---------------------------------------------------------------- send (scapy)
@@ -225,6 +249,8 @@ def answer(line):
 def main(argv):
     if len(argv) >= 3 and argv[0] == "capture":
         capture(argv[1], argv[2], float(argv[3]) if len(argv) > 3 else 20.0)
+    elif len(argv) == 4 and argv[0] == "receive":
+        receive(int(argv[1]), float(argv[2]), int(argv[3]))
     elif argv == ["send"]:
         pin_to_one_cpu()
         print(json.dumps(answer(sys.stdin.read())), flush=True)

@@ -348,7 +348,7 @@ class CliLibvirtTest {
     Proc.Result p = cli("plan", "ucc-vm2");
     sample("plan", "uncloud-hook plan ucc-vm2", p);
     assertEquals(0, p.exit(), p.describe());
-    assertTrue(p.out().contains("ip saddr 192.0.2.20 accept comment \"own IPv4\""), p.out());
+    assertTrue(p.out().contains("ip saddr != 192.0.2.20 counter drop comment \"source is not own IPv4\""), p.out());
     JsonNode j = json(cli("plan", "ucc-vm2", "--json"));
     assertEquals(List.of("domain", "uuid", "backend", "running", "placeholder_taps", "nics", "warnings", "script", "filterrefs"), keys(j));
     assertTrue(j.get("running").asBoolean());
@@ -399,7 +399,7 @@ class CliLibvirtTest {
     lab.exec(lab.hv(), "sh", "-c", "echo 1 > /proc/sys/net/bridge/bridge-nf-call-iptables").ok();
     // then what reconcile repairs: a rule deleted by hand
     String handle = lab.nft("-a", "list", "chain", "bridge", "uncloud", "port-" + tap2).ok().out().lines()
-        .filter(l -> l.contains("comment \"own IPv4\"")).map(l -> l.replaceFirst(".*# handle ", "")).findFirst().orElseThrow();
+        .filter(l -> l.contains("comment \"own IPv4 whose transport header nft read\"")).map(l -> l.replaceFirst(".*# handle ", "")).findFirst().orElseThrow();
     lab.nft("delete", "rule", "bridge", "uncloud", "port-" + tap2, "handle", handle).ok();
     // a stale chain (its tap is gone) and a stale ownership record
     lab.nftLoad("add chain bridge uncloud port-vnet99\nadd element bridge uncloud ports { \"vnet99\" comment \"gone "
@@ -411,7 +411,7 @@ class CliLibvirtTest {
     assertEquals(2, r.exit(), r.describe());
     String drift = line(r, "drift", tap2 + " (ucc-vm2)");
     assertStatus("FAIL", drift);
-    assertTrue(drift.contains("missing: 'own IPv4'"), drift);
+    assertTrue(drift.contains("missing: 'own IPv4 whose transport header nft read'"), drift);
     assertEquals("uncloud-hook reconcile", fix(drift));
     String stale = line(r, "stale", "vnet99");
     assertStatus("WARN", stale);

@@ -48,8 +48,53 @@ final class FrameMatrix {
   static final String NA_OPT = "/ICMPv6NDOptDstLLAddr(lladdr=MAC)";
   static final String RA = "ICMPv6ND_RA()/ICMPv6NDOptPrefixInfo(prefix='2001:db8:0:1::',"
       + " prefixlen=64)/ICMPv6NDOptSrcLLAddr(lladdr=MAC)";
+  /** qemu's announce-self frame (net/announce.c): RARP request reverse, own MAC twice, 0.0.0.0 twice. */
+  static final String ANNOUNCE = "Ether(src=MAC, dst=BCAST, type=0x8035)"
+      + "/ARP(op=3, hwsrc=MAC, psrc='0.0.0.0', hwdst=MAC, pdst='0.0.0.0')";
+  /** An RA the first fragment ends before: behind a 208-byte destination-options header. */
+  static final String RA_BEHIND_LONG_DESTOPT =
+      "IPv6ExtHdrDestOpt(options=[PadN(optdata=bytes(200))])/" + RA;
   static final String DHCP4_DISCOVER = "BOOTP(chaddr=mac2str(MAC), xid=0x1234)"
       + "/DHCP(options=[('message-type', 'discover'), 'end'])";
+
+  /**
+   * Frame {@code index} of scapy's fragmentation of {@code packet} ({@code fragment} for IPv4 at
+   * 400 bytes, {@code fragment6} for IPv6 at 1280 bytes, which needs an IPv6ExtHdrFragment in it).
+   */
+  static String frag(String packet, int index) {
+    return packet.contains("IPv6(") ? "fragment6(" + packet + ", 1280)[" + index + "]"
+        : "fragment(" + packet + ", 400)[" + index + "]";
+  }
+
+  /** First fragment: IPv6 header, fragment header (next header nh), then only the first bytes of rest. */
+  static String firstFragment(String eth, String ip6, int nh, String rest, int keep) {
+    return eth + ip6 + "/IPv6ExtHdrFragment(nh=" + nh + ", offset=0, m=1, id=0x7112)/Raw(bytes("
+        + rest + ")[:" + keep + "])";
+  }
+
+  // legit fragmented traffic: the reassembly check (see ReassemblyCheck) sends the same packets
+  static final String FRAG_UDP4 = TO_GW + "IP(src=IP4, dst=GW4, id=0x4201)/UDP(sport=40001, dport=5000)"
+      + "/Raw(bytes(range(256)) * 4)";
+  static final String FRAG_ICMP4 = TO_GW + "IP(src=IP4, dst=GW4, id=0x4202)/ICMP(id=0x4202, seq=1)"
+      + "/Raw(b'ping' * 150)";
+  /** The second fragment's data starts with 00 43 00 44: what a UDP header from port 67 looks like. */
+  static final String FRAG_UDP4_LOOKS_67 = TO_GW + "IP(src=IP4, dst=GW4, id=0x4203)"
+      + "/UDP(sport=40003, dport=5000)/Raw(b'q' * 392 + b'\\x00\\x43\\x00\\x44' + b'q' * 100)";
+  static final String FRAG_UDP6 = TO_GW + "IPv6(src=IP6, dst=GW6)/IPv6ExtHdrFragment(id=0x4204)"
+      + "/UDP(sport=40004, dport=5000)/Raw(bytes(range(256)) * 6)";
+  static final String FRAG_ICMP6 = TO_GW + "IPv6(src=IP6, dst=GW6)/IPv6ExtHdrFragment(id=0x4205)"
+      + "/ICMPv6EchoRequest(id=0x4205, seq=1, data=b'ping' * 375)";
+
+  /** The fragmented packets of the matrix, with the number of fragments scapy makes of each. */
+  static final Map<String, Integer> FRAGMENTED = new java.util.LinkedHashMap<>();
+
+  static {
+    FRAGMENTED.put(FRAG_UDP4, 3);
+    FRAGMENTED.put(FRAG_ICMP4, 2);
+    FRAGMENTED.put(FRAG_UDP4_LOOKS_67, 2);
+    FRAGMENTED.put(FRAG_UDP6, 2);
+    FRAGMENTED.put(FRAG_ICMP6, 2);
+  }
 
   static List<Case> cases() {
     List<Case> c = new ArrayList<>();
@@ -96,6 +141,12 @@ final class FrameMatrix {
         + "IP(src='0.0.0.0', dst='255.255.255.255')/UDP(sport=68, dport=67)/" + DHCP4_DISCOVER));
     c.add(vm("dhcpv6-solicit-from-link-local", DELIVERED, "Ether(src=MAC, dst='33:33:00:01:00:02')"
         + "/IPv6(src=LL, dst='ff02::1:2')/UDP(sport=546, dport=547)/DHCP6_Solicit(trid=0x1234)"));
+    c.add(vm("rarp-qemu-announce-self", DELIVERED, ANNOUNCE));
+    fragments(c, "ipv4-udp-fragmented", FRAG_UDP4);
+    fragments(c, "ipv4-icmp-echo-fragmented", FRAG_ICMP4);
+    fragments(c, "ipv4-udp-fragmented-data-looks-like-sport-67", FRAG_UDP4_LOOKS_67);
+    fragments(c, "ipv6-udp-fragmented", FRAG_UDP6);
+    fragments(c, "ipv6-icmpv6-echo-fragmented", FRAG_ICMP6);
 
     // ---- spoofing and everything else: DROPPED
     c.add(vm("spoofed-source-mac", DROPPED, "Ether(src=SPOOF_MAC, dst=GW_MAC)/" + IP4_UDP));
@@ -166,8 +217,72 @@ final class FrameMatrix {
         "Dot3(src=MAC, dst=GW_MAC)/LLC(dsap=0x42, ssap=0x42, ctrl=3)/Raw(bytes(35))"));
     c.add(vm("ieee8023-llc-snap-ipv4", DROPPED, "Dot3(src=MAC, dst=GW_MAC)"
         + "/LLC(dsap=0xaa, ssap=0xaa, ctrl=3)/SNAP(OUI=0, code=0x0800)/" + IP4_UDP));
-    c.add(vm("rarp-ethertype", DROPPED, "Ether(src=MAC, dst=BCAST, type=0x8035)"
-        + "/ARP(op=3, hwsrc=MAC, psrc='0.0.0.0', hwdst=MAC, pdst='0.0.0.0')"));
+    // RARP: only qemu's announce frame passes
+    c.add(vm("rarp-reply", DROPPED, ANNOUNCE.replace("op=3", "op=4")));
+    c.add(vm("rarp-request-op1", DROPPED, ANNOUNCE.replace("op=3", "op=1")));
+    c.add(vm("rarp-foreign-sender-hw", DROPPED, ANNOUNCE.replace("hwsrc=MAC", "hwsrc=SPOOF_MAC")));
+    c.add(vm("rarp-foreign-target-hw", DROPPED, ANNOUNCE.replace("hwdst=MAC", "hwdst=SPOOF_MAC")));
+    c.add(vm("rarp-sender-ip-set", DROPPED, ANNOUNCE.replace("psrc='0.0.0.0'", "psrc=IP4")));
+    c.add(vm("rarp-target-ip-set", DROPPED, ANNOUNCE.replace("pdst='0.0.0.0'", "pdst=GW4")));
+    c.add(vm("rarp-unicast", DROPPED, ANNOUNCE.replace("dst=BCAST", "dst=GW_MAC")));
+    c.add(vm("rarp-ptype-ipv6", DROPPED, ANNOUNCE.replace("op=3,", "op=3, ptype=0x86dd,")));
+    c.add(vm("rarp-hlen-8", DROPPED, ANNOUNCE.replace("op=3,", "op=3, hwlen=8,")));
+    c.add(vm("rarp-foreign-frame-mac", DROPPED, ANNOUNCE.replace("Ether(src=MAC", "Ether(src=SPOOF_MAC")
+        .replace("hwsrc=MAC", "hwsrc=SPOOF_MAC").replace("hwdst=MAC", "hwdst=SPOOF_MAC")));
+    // fragment evasions (RFC 7112, 7113, 6980): each would pass as "own source" if the filter only
+    // looked for an upper-layer header it could not find
+    String ll = "IPv6(src=LL, dst='ff02::1', hlim=255)";
+    c.add(vm("frag-ra-behind-destopt-cut-in-first-fragment", DROPPED,
+        firstFragment(ALL_NODES, ll, 60, RA_BEHIND_LONG_DESTOPT, 64)));
+    c.add(vm("frag-ra-first-fragment-ends-at-fragment-header", DROPPED,
+        firstFragment(ALL_NODES, ll, 58, RA, 0)));
+    c.add(vm("frag-ra-first-fragment-4-bytes-of-icmpv6", DROPPED,
+        firstFragment(ALL_NODES, ll, 58, RA, 4)));
+    c.add(vm("frag-ra-whole-in-first-fragment", DROPPED,
+        firstFragment(ALL_NODES, ll, 58, RA, 200)));
+    c.add(vm("frag-ra-behind-hop-by-hop-then-fragment-header", DROPPED, ALL_NODES + ll
+        + "/IPv6ExtHdrHopByHop()/IPv6ExtHdrFragment(offset=0, m=1, id=0x7113)/" + RA));
+    c.add(vm("frag-na-forged-target-behind-destopt-cut", DROPPED, firstFragment(ALL_NODES, ll, 60,
+        "IPv6ExtHdrDestOpt(options=[PadN(optdata=bytes(200))])/ICMPv6ND_NA(tgt=SPOOF6, R=0, S=0, O=1)"
+            + NA_OPT, 64)));
+    c.add(vm("frag-dad-ns-foreign-target-behind-destopt-cut", DROPPED, firstFragment(
+        "Ether(src=MAC, dst=mcmac(snma(SPOOF6)))/", "IPv6(src='::', dst=snma(SPOOF6), hlim=255)", 60,
+        "IPv6ExtHdrDestOpt(options=[PadN(optdata=bytes(200))])/ICMPv6ND_NS(tgt=SPOOF6)", 64)));
+    c.add(vm("frag-dhcpv6-advertise-behind-destopt-cut", DROPPED, firstFragment(TO_GW,
+        "IPv6(src=LL, dst=FOREIGN_LL)", 60, "IPv6ExtHdrDestOpt(options=[PadN(optdata=bytes(200))])"
+            + "/UDP(sport=547, dport=546)/DHCP6_Advertise(trid=0x1234)", 64)));
+    c.add(vm("frag-dhcpv6-advertise-first-fragment-4-bytes-of-udp", DROPPED, firstFragment(TO_GW,
+        "IPv6(src=LL, dst=FOREIGN_LL)", 17, "UDP(sport=547, dport=546)/DHCP6_Advertise(trid=0x1234)", 4)));
+    // atomic fragments (offset 0, no more fragments) of ND messages that pass unfragmented
+    c.add(vm("frag-atomic-ndp-na-own-global", DROPPED, ALL_NODES + "IPv6(src=IP6, dst='ff02::1', hlim=255)"
+        + "/IPv6ExtHdrFragment(offset=0, m=0, id=0x7114)/ICMPv6ND_NA(tgt=IP6, R=0, S=0, O=1)" + NA_OPT));
+    c.add(vm("frag-atomic-ndp-ns-from-own-link-local", DROPPED, "Ether(src=MAC, dst=mcmac(snma(GW_LL)))"
+        + "/IPv6(src=LL, dst=snma(GW_LL), hlim=255)/IPv6ExtHdrFragment(offset=0, m=0, id=0x7115)"
+        + "/ICMPv6ND_NS(tgt=GW_LL)/ICMPv6NDOptSrcLLAddr(lladdr=MAC)"));
+    c.add(vm("frag-atomic-ndp-dad-ns-own-address", DROPPED, "Ether(src=MAC, dst=mcmac(snma(IP6)))"
+        + "/IPv6(src='::', dst=snma(IP6), hlim=255)/IPv6ExtHdrFragment(offset=0, m=0, id=0x7116)"
+        + "/ICMPv6ND_NS(tgt=IP6)"));
+    c.add(vm("frag-atomic-ndp-rs-from-link-local", DROPPED, "Ether(src=MAC, dst='33:33:00:00:00:02')"
+        + "/IPv6(src=LL, dst='ff02::2', hlim=255)/IPv6ExtHdrFragment(offset=0, m=0, id=0x7117)"
+        + "/ICMPv6ND_RS()/ICMPv6NDOptSrcLLAddr(lladdr=MAC)"));
+    c.add(vm("frag-atomic-ndp-ra", DROPPED, NA_TO_ALL
+        + "IPv6ExtHdrFragment(offset=0, m=0, id=0x7118)/" + RA));
+    c.add(vm("frag-atomic-icmpv6-redirect", DROPPED, TO_GW + "IPv6(src=LL, dst=GW_LL, hlim=255)"
+        + "/IPv6ExtHdrFragment(offset=0, m=0, id=0x7119)/ICMPv6ND_Redirect(tgt=LL, dst=GW6)"));
+    c.add(vm("ipv6-header-chain-truncated-unfragmented", DROPPED, TO_GW + "IPv6(src=IP6, dst=GW6, nh=60)"
+        + "/Raw(bytes(IPv6ExtHdrDestOpt(options=[PadN(optdata=bytes(200))])/" + UDP + ")[:16])"));
+    c.add(vm("ndp-na-too-short-for-its-target", DROPPED, ALL_NODES + "IPv6(src=LL, dst='ff02::1',"
+        + " hlim=255, nh=58)/Raw(bytes(ICMPv6ND_NA(tgt=SPOOF6, R=0, S=0, O=1))[:8])"));
+    c.add(vm("frag-ipv6-later-fragment-spoofed-source", DROPPED, TO_GW + "IPv6(src=SPOOF6, dst=GW6)"
+        + "/IPv6ExtHdrFragment(nh=17, offset=8, m=0, id=0x711a)/Raw(b'x' * 64)"));
+    c.add(vm("frag-ipv4-later-fragment-spoofed-source", DROPPED, TO_GW + "IP(src=SPOOF4, dst=GW4,"
+        + " proto=17, frag=50, id=0x711b)/Raw(b'x' * 64)"));
+    c.add(vm("frag-ipv4-dhcp-offer-first-fragment-without-udp-header", DROPPED, TO_ALL
+        + "IP(src=IP4, dst='255.255.255.255', proto=17, flags='MF', frag=0, id=0x711c)"));
+    c.add(vm("frag-ipv4-dhcp-offer-first-fragment", DROPPED, frag(TO_ALL
+        + "IP(src=IP4, dst='255.255.255.255', id=0x711d)/UDP(sport=67, dport=68)"
+        + "/BOOTP(op=2, yiaddr=SPOOF4, siaddr=IP4, chaddr=mac2str(SPOOF_MAC), xid=0x1234)"
+        + "/DHCP(options=[('message-type', 'offer'), ('server_id', IP4), 'end'])", 0)));
     c.add(vm("unknown-ethertype-88b5", DROPPED,
         "Ether(src=MAC, dst=GW_MAC, type=0x88b5)/Raw(b'local experimental')"));
     c.add(vm("ipv4-unspecified-source-not-dhcp", DROPPED, TO_ALL
@@ -189,6 +304,14 @@ final class FrameMatrix {
     c.add(uplink("uplink-vlan-tagged", DELIVERED,
         "Ether(src=SPOOF_MAC, dst=GW_MAC)/Dot1Q(vlan=10)/IP(src=SPOOF4, dst=GW4)/" + UDP));
     return c;
+  }
+
+  /** Every fragment of {@code packet} from the VM: each must reach the observer byte for byte. */
+  static void fragments(List<Case> c, String name, String packet) {
+    int n = FRAGMENTED.get(packet);
+    for (int i = 0; i < n; i++) {
+      c.add(vm(name + "-" + (i + 1) + "of" + n, DELIVERED, frag(packet, i)));
+    }
   }
 
   static Case vm(String name, Verdict v, String expr) {

@@ -34,6 +34,24 @@ class LabSelfTest {
     return FrameMatrix.verdicts(cases, got, c -> Verdict.DELIVERED, "(no nft ruleset loaded)");
   }
 
+  /**
+   * The reassembly check can tell: without a filter everything arrives complete, and with one fragment
+   * withheld that datagram never reaches the observer's socket.
+   */
+  @org.junit.jupiter.api.Test
+  void reassemblyCheckSeesCompleteAndIncompleteTraffic() {
+    try (NetnsLab lab = NetnsLab.create("h", 1)) {
+      ReassemblyCheck.assertComplete(ReassemblyCheck.run(FRAMES.tool(), lab, false), "(no filter)");
+    }
+    try (NetnsLab lab = NetnsLab.create("h", 1)) {
+      ReassemblyCheck.Result r = ReassemblyCheck.run(FRAMES.tool(), lab, true);
+      org.junit.jupiter.api.Assertions.assertThrows(AssertionError.class,
+          () -> ReassemblyCheck.assertComplete(r, "(one fragment withheld)"));
+      org.junit.jupiter.api.Assertions.assertEquals(ReassemblyCheck.expected().size() - 1,
+          r.datagrams().size(), "only the withheld one is missing: " + r.datagrams());
+    }
+  }
+
   @TestFactory
   Stream<DynamicTest> referenceRulesetGivesTheMatrixVerdicts() {
     List<FrameMatrix.Case> cases = FrameMatrix.cases();

@@ -64,6 +64,15 @@ class NftFrameMatrixTest {
     return FrameMatrix.verdicts(cases, got, FrameMatrix.Case::expected, ruleset);
   }
 
+  @Test
+  void fragmentedTrafficFromOwnAddressesIsReassembledByTheReceiver() {
+    try (NetnsLab lab = NetnsLab.create("g", 1)) {
+      lab.start(FrameMatrix.domain());
+      ReassemblyCheck.assertComplete(ReassemblyCheck.run(FRAMES.tool(), lab, false),
+          "--- nft list ruleset (hv)\n" + lab.ruleset());
+    }
+  }
+
   // ------------------------------------------------------------------ scenarios
 
   static final String LEGIT4 = TO_GW + IP4_UDP;
@@ -306,6 +315,11 @@ class NftFrameMatrixTest {
           .send("unlisted-na-for-gateway-fe80-1", u, unlisted, FrameMatrix.NA_TO_ALL
               + "ICMPv6ND_NA(tgt=GW_LL, R=1, S=0, O=1)/ICMPv6NDOptDstLLAddr(lladdr=MAC)", DROPPED)
           .send("unlisted-ra", u, unlisted, FrameMatrix.NA_TO_ALL + RA, DROPPED)
+          .send("unlisted-rarp-announce-self", u, unlisted, FrameMatrix.ANNOUNCE, DELIVERED)
+          .send("unlisted-rarp-reply", u, unlisted, FrameMatrix.ANNOUNCE.replace("op=3", "op=4"), DROPPED)
+          .send("unlisted-atomic-fragment-ns", u, unlisted, "Ether(src=MAC, dst=mcmac(snma(GW_LL)))"
+              + "/IPv6(src=LL, dst=snma(GW_LL), hlim=255)/IPv6ExtHdrFragment(offset=0, m=0, id=1)"
+              + "/ICMPv6ND_NS(tgt=GW_LL)/ICMPv6NDOptSrcLLAddr(lladdr=MAC)", DROPPED)
           .check();
     }
   }
@@ -379,6 +393,21 @@ class NftFrameMatrixTest {
               + "/BOOTP(op=2, yiaddr=SPOOF4, chaddr=mac2str(SPOOF_MAC), xid=1)"
               + "/DHCP(options=[('message-type', 'offer'), 'end'])", DROPPED)
           .send("mac-only-vlan-tagged", u, unlisted, TO_GW + "Dot1Q(vlan=10)/" + IP4_UDP, DROPPED)
+          .send("mac-only-rarp-announce-self", u, unlisted, FrameMatrix.ANNOUNCE, DELIVERED)
+          .send("mac-only-rarp-foreign-target-hw", u, unlisted,
+              FrameMatrix.ANNOUNCE.replace("hwdst=MAC", "hwdst=SPOOF_MAC"), DROPPED)
+          .send("mac-only-udp-fragment-1of3", u, unlisted, FrameMatrix.frag(FrameMatrix.FRAG_UDP4, 0), DELIVERED)
+          .send("mac-only-udp-fragment-2of3", u, unlisted, FrameMatrix.frag(FrameMatrix.FRAG_UDP4, 1), DELIVERED)
+          .send("mac-only-udp-fragment-3of3", u, unlisted, FrameMatrix.frag(FrameMatrix.FRAG_UDP4, 2), DELIVERED)
+          .send("mac-only-udp6-fragment-1of2", u, unlisted, FrameMatrix.frag(FrameMatrix.FRAG_UDP6, 0), DELIVERED)
+          .send("mac-only-udp6-fragment-2of2", u, unlisted, FrameMatrix.frag(FrameMatrix.FRAG_UDP6, 1), DELIVERED)
+          .send("mac-only-ra-behind-destopt-cut-in-first-fragment", u, unlisted,
+              FrameMatrix.firstFragment(FrameMatrix.ALL_NODES, "IPv6(src=LL, dst='ff02::1', hlim=255)", 60,
+                  FrameMatrix.RA_BEHIND_LONG_DESTOPT, 64), DROPPED)
+          .send("mac-only-atomic-fragment-ra", u, unlisted, FrameMatrix.NA_TO_ALL
+              + "IPv6ExtHdrFragment(offset=0, m=0, id=2)/" + RA, DROPPED)
+          .send("mac-only-dhcpv4-offer-first-fragment-without-udp-header", u, unlisted, TO_ALL
+              + "IP(src=IP4, dst='255.255.255.255', proto=17, flags='MF', frag=0, id=3)", DROPPED)
           .check();
 
       lab.config("unlisted = allow");

@@ -55,7 +55,22 @@ class NwfilterFrameMatrixTest {
         + " address (and so make another host's duplicate address detection fail)";
     LIMITATIONS.put("ndp-dad-ns-for-gateway-fe80-1", dad);
     LIMITATIONS.put("ndp-dad-ns-for-foreign-address", dad);
+    String frag = "the nwfilter templates have no fragment or header-chain rules yet (issue 16): an RA, NA, NS,"
+        + " RS or DHCP server answer the nft backend drops passes when its header is cut into a later fragment,"
+        + " sent as an atomic fragment, or truncated";
+    for (String name : List.of("frag-ra-behind-destopt-cut-in-first-fragment",
+        "frag-ra-first-fragment-ends-at-fragment-header", "frag-na-forged-target-behind-destopt-cut",
+        "frag-dhcpv6-advertise-behind-destopt-cut", "frag-atomic-ndp-na-own-global",
+        "frag-atomic-ndp-ns-from-own-link-local", "frag-atomic-ndp-dad-ns-own-address",
+        "frag-atomic-ndp-rs-from-link-local", "ipv6-header-chain-truncated-unfragmented",
+        "ndp-na-too-short-for-its-target", "frag-ipv4-dhcp-offer-first-fragment-without-udp-header")) {
+      LIMITATIONS.put(name, frag);
+    }
   }
+
+  /** Frames nft delivers and nwfilter drops: the templates do not allow qemu's announce-self RARP yet. */
+  static final Map<String, String> OVERBLOCKED = Map.of("rarp-qemu-announce-self",
+      "the nwfilter templates drop qemu's announce-self RARP request (no RARP rule yet, issue 16)");
 
   @RegisterExtension static final FrameToolExtension FRAMES = new FrameToolExtension();
 
@@ -65,7 +80,8 @@ class NwfilterFrameMatrixTest {
   }
 
   static Verdict nwfilterVerdict(FrameMatrix.Case c) {
-    return LIMITATIONS.containsKey(c.name()) ? DELIVERED : c.expected();
+    return LIMITATIONS.containsKey(c.name()) ? DELIVERED
+        : OVERBLOCKED.containsKey(c.name()) ? DROPPED : c.expected();
   }
 
   // a NIC without metadata (unlisted = deny) and one on a host with unlisted = mac-only

@@ -63,11 +63,15 @@ public final class NftScript {
     lines.add("flush chain " + T + " " + c);
     String mac = nic.mac().text();
     rule(c, "ether saddr != " + mac + " counter drop", "source MAC is not the NIC's");
+    announceSelf(c, mac);
     if (nic.mode() == Mode.MAC_ONLY) {
       rule(c, "ether type arp arp htype 1 arp hlen 6 arp saddr ether " + mac + " accept", "ARP from own MAC");
+      laterFragments(c, null, null);
       serverDrops(c);
-      rule(c, "ether type ip accept", "any IPv4 (unlisted = mac-only)");
-      rule(c, "ether type ip6 accept", "any IPv6 (unlisted = mac-only)");
+      rule(c, "ether type ip " + TH_READ + " accept",
+          "any IPv4 whose transport header nft read (unlisted = mac-only)");
+      rule(c, "ether type ip6 " + TH_READ + " accept",
+          "any IPv6 whose upper-layer header nft read (unlisted = mac-only)");
     } else {
       List<String> arpSources = new ArrayList<>();
       arpSources.add("0.0.0.0");
@@ -79,6 +83,8 @@ public final class NftScript {
                 + " arp saddr ether " + mac + " arp saddr ip " + src + " accept",
             src.equals("0.0.0.0") ? "ARP probe (RFC 5227) from own MAC" : "ARP from own MAC and IPv4");
       }
+      AddressSet v6 = nic.ipv6();
+      laterFragments(c, nic.ipv4().elements(), v6.elements());
       serverDrops(c);
       if (nic.dhcpClient()) {
         rule(
@@ -86,10 +92,13 @@ public final class NftScript {
             "ether type ip ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept",
             "DHCPv4 client discover");
       }
-      for (String src : nic.ipv4().elements()) {
-        rule(c, "ether type ip ip saddr " + src + " accept", "own IPv4");
+      if (nic.ipv4().elements().isEmpty()) {
+        rule(c, "ether type ip counter drop", "no IPv4 address");
+      } else {
+        rule(c, "ether type ip " + notIn("ip saddr", nic.ipv4().elements()) + " counter drop",
+            "source is not own IPv4");
+        rule(c, "ether type ip " + TH_READ + " accept", "own IPv4 whose transport header nft read");
       }
-      AddressSet v6 = nic.ipv6();
       String notOwnTarget = notIn("@th,64,128", v6.hexElements());
       rule(
           c,
@@ -99,13 +108,18 @@ public final class NftScript {
           c,
           "ether type ip6 ip6 saddr :: icmpv6 type nd-neighbor-solicit " + notOwnTarget + " counter drop",
           "DAD only for own address");
-      for (String type : List.of("nd-neighbor-solicit", "nd-router-solicit", "mld-listener-report",
-          "mld2-listener-report")) {
+      rule(c, "ether type ip6 ip6 saddr :: icmpv6 type nd-neighbor-solicit " + TARGET_READ + " accept",
+          "DAD, RS and MLD reports from ::");
+      for (String type : List.of("nd-router-solicit", "mld-listener-report", "mld2-listener-report")) {
         rule(c, "ether type ip6 ip6 saddr :: icmpv6 type " + type + " accept", "DAD, RS and MLD reports from ::");
       }
-      for (String src : v6.elements()) {
-        rule(c, "ether type ip6 ip6 saddr " + src + " accept", "own IPv6 or link-local");
-      }
+      rule(c, ("ether type ip6 " + notIn("ip6 saddr", v6.elements())).trim() + " counter drop",
+          "source is not own IPv6 or link-local");
+      rule(c, "ether type ip6 icmpv6 type nd-neighbor-advert " + TARGET_READ + " accept",
+          "NA from own address for own target");
+      rule(c, "ether type ip6 icmpv6 type nd-neighbor-advert counter drop", "NA too short to carry its target");
+      rule(c, "ether type ip6 " + TH_READ + " accept",
+          "own IPv6 whose upper-layer header nft read (RFC 7112)");
     }
     rule(c, "counter drop", "everything else: other sources, ethertypes, VLAN tags, PPPoE, LLC");
     element(nic.tap(), owner);
@@ -150,6 +164,78 @@ public final class NftScript {
   public String toString() {
     return render();
   }
+
+  /**
+   * True when nft could read the first 4 bytes of the transport header: false when the IPv6 header
+   * chain ended before it (the kernel then sets no l4proto) or the packet ends inside it. Every accept
+   * of IP traffic carries it, so a packet whose upper-layer header the drop rules above could not read
+   * is never accepted. Only for first fragments and whole packets: on a later fragment the kernel's
+   * 1/2/4-byte transport loads read the fragment's data (IPv4) or the IPv6 header (IPv6), which is why
+   * {@link #laterFragments} decides those before any transport-header rule sees them.
+   */
+  static final String TH_READ = "@th,0,32 >= 0";
+  /** True when the 16-byte target of an NS/NA (bytes 8..23 of the ICMPv6 header) is in the packet. */
+  static final String TARGET_READ = "@th,64,128 >= 0";
+
+  /**
+   * qemu's announce-self after a migration (qemu net/announce.c): RARP request reverse (op 3), sender
+   * and target hardware address the NIC's MAC, both protocol addresses 0.0.0.0, to broadcast; the
+   * hardware/protocol types and lengths exactly as qemu writes them. Any other RARP frame is dropped
+   * by the chain's last rule.
+   */
+  private void announceSelf(String c, String mac) {
+    String hex = "0x" + mac.replace(":", "");
+    rule(c, "ether type 0x8035 ether daddr ff:ff:ff:ff:ff:ff @nh,0,64 0x0001080006040003 @nh,64,48 " + hex
+            + " @nh,112,32 0 @nh,144,48 " + hex + " @nh,192,32 0 accept",
+        "qemu announce-self: RARP request reverse from own MAC for own MAC");
+  }
+
+  /**
+   * Fragments first. A later fragment (offset != 0) has no transport header, so it is judged by its
+   * source alone, before any rule reads one: own source passes (the first fragment carried the header
+   * and was judged by the rules below), anything else is dropped. Then ND in any fragment, atomic ones
+   * included (RFC 6980); a first fragment whose header chain stops before the upper-layer header never
+   * matches {@link #TH_READ} and falls to the chain's last rule (RFC 7112, RFC 7113). {@code own4},
+   * {@code own6} null: any source (unlisted = mac-only).
+   */
+  private void laterFragments(String c, List<String> own4, List<String> own6) {
+    String later4 = "ether type ip ip frag-off & 0x1fff != 0";
+    String later6 = "ether type ip6 frag frag-off != 0";
+    if (own4 == null) {
+      rule(c, later4 + " accept", "later IPv4 fragment (unlisted = mac-only)");
+    } else if (own4.isEmpty()) {
+      rule(c, later4 + " counter drop", "later IPv4 fragment, no IPv4 address");
+    } else {
+      rule(c, later4 + " " + notIn("ip saddr", own4) + " counter drop", "later IPv4 fragment not from own IPv4");
+      rule(c, later4 + " accept", "later IPv4 fragment from own IPv4 (its first fragment carried the header)");
+    }
+    if (own6 == null) {
+      rule(c, later6 + " accept", "later IPv6 fragment (unlisted = mac-only)");
+    } else if (own6.isEmpty()) {
+      rule(c, later6 + " counter drop", "later IPv6 fragment, no IPv6 address");
+    } else {
+      rule(c, later6 + " " + notIn("ip6 saddr", own6) + " counter drop", "later IPv6 fragment not from own IPv6");
+      rule(c, later6 + " accept", "later IPv6 fragment from own IPv6 (its first fragment carried the header)");
+    }
+    // Only first (offset 0) and atomic fragments get here. Their structure is checked at fixed offsets
+    // inside the lengths the receiver uses, never through the transport header: nft reads that up to
+    // the end of the frame, so bytes a VM appends behind the IP packet (Ethernet padding, which every
+    // receiver strips) could stand in for a header the packet does not have.
+    rule(c, "ether type ip ip frag-off & 0x3fff == 0x2000 ip length 0-67 counter drop",
+        "first IPv4 fragment under 68 bytes (RFC 791) may hide the transport header");
+    rule(c, "ether type ip6 exthdr frag exists ip6 nexthdr != 44 counter drop",
+        "IPv6 fragment header not right after the IPv6 header");
+    rule(c, "ether type ip6 ip6 nexthdr 44 " + notIn("@nh,320,8", UPPER_LAYER) + " counter drop",
+        "first IPv6 fragment: header chain continues past the fragment header (RFC 7112)");
+    rule(c, "ether type ip6 ip6 nexthdr 44 ip6 length 0-15 counter drop",
+        "first IPv6 fragment without 8 bytes of upper-layer header (RFC 7112)");
+    rule(c, "ether type ip6 ip6 nexthdr 44 @nh,320,8 58 @nh,384,8 133-137 counter drop",
+        "RS, RA, NS, NA or redirect in a fragment, atomic too (RFC 6980)");
+  }
+
+  /** Next-header values that are not IPv6 extension headers (IANA) nor 59, no next header. */
+  private static final List<String> UPPER_LAYER =
+      List.of("1-42", "45-50", "52-58", "61-134", "136-138", "141-252", "255");
 
   private void serverDrops(String c) {
     rule(c, "ether type ip udp sport 67 counter drop", "DHCPv4 server answer");

@@ -124,7 +124,7 @@ class CliTest {
     assertEquals("vm1", j.get("domain").asText());
     assertEquals("testnet0", j.get("nics").get(0).get("tap").asText());
     assertEquals("unfiltered", j.get("nics").get(1).get("mode").asText());
-    assertTrue(j.get("script").asText().contains("ip saddr 192.0.2.10 accept"), j.get("script").asText());
+    assertTrue(j.get("script").asText().contains("ip saddr != 192.0.2.10 counter drop"), j.get("script").asText());
     assertTrue(j.get("warnings").get(0).asText().contains("NOT protected"));
   }
 

@@ -139,14 +139,14 @@ class NftReconcileTest {
   void idempotentAfterEveryRepair() {
     Host h = new Host().run(VM1).run(VM2);
     h.reconcile();
-    h.nft.deleteRule("port-vnet1", "own IPv4");
+    h.nft.deleteRule("port-vnet1", "source is not own IPv4");
     h.nft.handEdit(
         "add chain bridge uncloud port-vnet9\nadd element bridge uncloud ports { \"vnet9\" comment \"gone "
             + U3 + " 52:54:00:aa:bb:09\" : jump port-vnet9 }\n");
     h.records.put("vnet7", new Owner(U3, "52:54:00:aa:bb:07", "gone"));
     ReconcilePlan p = h.reconcile();
     assertEquals(List.of("update vnet1", "remove vnet9", "record vnet7"), actions(p));
-    assertTrue(p.changes().get(0).detail().contains("missing: 'own IPv4'"), p.changes().get(0).detail());
+    assertTrue(p.changes().get(0).detail().contains("missing: 'source is not own IPv4'"), p.changes().get(0).detail());
     assertTrue(h.plan().isEmpty(), () -> "not idempotent: " + h.plan());
     assertNull(h.nft.state().chain("port-vnet9"));
     assertFalse(h.records.containsKey("vnet7"));
@@ -157,7 +157,7 @@ class NftReconcileTest {
     Host h = new Host().run(VM1).run(VM2);
     h.reconcile();
     h.nft.count("port-vnet0", 0, 5, 300);
-    h.nft.deleteRule("port-vnet2", "own IPv4");
+    h.nft.deleteRule("port-vnet2", "source is not own IPv4");
     ReconcilePlan p = h.reconcile();
     assertEquals(List.of("update vnet2"), actions(p));
     assertFalse(p.script().contains("port-vnet0"), p.script());

@@ -21,6 +21,7 @@ public final class ReferenceRuleset {
     }
     String prefixHex = Guest.hex128(prefix.substring(0, prefix.indexOf('/'))).substring(0, 18);
     String na = "ether type ip6 icmpv6 type nd-neighbor-advert ";
+    String macHex = "0x" + g.mac().replace(":", "");
     return String.join("\n",
         "table bridge uncloud {",
         "  map ports { type ifname : verdict; }",
@@ -30,6 +31,24 @@ public final class ReferenceRuleset {
         "  }",
         "  chain " + chain + " {",
         "    ether saddr != " + g.mac() + " counter drop",
+        // qemu's announce-self: RARP op 3, own MAC as sender and target, 0.0.0.0 twice, broadcast
+        "    ether type 0x8035 ether daddr ff:ff:ff:ff:ff:ff @nh,0,64 0x0001080006040003 @nh,64,48 "
+            + macHex + " @nh,112,32 0 @nh,144,48 " + macHex + " @nh,192,32 0 accept",
+        // later fragments carry no transport header: source only
+        "    ether type ip ip frag-off & 0x1fff != 0 ip saddr " + g.ip4() + " accept",
+        "    ether type ip ip frag-off & 0x1fff != 0 counter drop",
+        "    ether type ip6 frag frag-off != 0 ip6 saddr { " + g.ip6() + ", " + prefix + ", " + ll
+            + " } accept",
+        "    ether type ip6 frag frag-off != 0 counter drop",
+        // first fragments: the whole header chain and 8 bytes of the upper layer inside the packet
+        "    ether type ip ip frag-off & 0x3fff 0x2000 ip length < 68 counter drop",
+        "    ether type ip6 exthdr frag exists ip6 nexthdr != ipv6-frag counter drop",
+        "    ether type ip6 ip6 nexthdr ipv6-frag @nh,320,8 { 0, 43, 44, 51, 59, 60, 135, 139, 140,"
+            + " 253, 254 } counter drop",
+        "    ether type ip6 ip6 nexthdr ipv6-frag ip6 length < 16 counter drop",
+        // no ND in fragments (RFC 6980)
+        "    ether type ip6 ip6 nexthdr ipv6-frag @nh,320,8 58 @nh,384,8 { 133, 134, 135, 136, 137 }"
+            + " counter drop",
         // ARP: request/reply only, sender = this NIC (or 0.0.0.0 for RFC 5227 probes)
         "    ether type arp arp htype 1 arp ptype ip arp hlen 6 arp plen 4"
             + " arp operation { request, reply } arp saddr ether " + g.mac()
@@ -57,7 +76,8 @@ public final class ReferenceRuleset {
         "    " + na + "@th,64,64 " + prefixHex + " accept",
         "    " + na + "@th,64,128 " + Guest.hex128(ll) + " accept",
         "    " + na + "counter drop",
-        "    ether type ip6 accept",
+        // an upper-layer header nft could not read (truncated header chain) is not accepted
+        "    ether type ip6 @th,0,32 >= 0 accept",
         "    counter drop",
         "  }",
         "}",
