@@ -4,6 +4,7 @@ import static ch.ungleich.uncloud.tests.lab.Verdict.DELIVERED;
 
 import ch.ungleich.uncloud.tests.lab.FrameBatch;
 import ch.ungleich.uncloud.tests.lab.FrameTool;
+import ch.ungleich.uncloud.tests.lab.GuestImage;
 import ch.ungleich.uncloud.tests.lab.NetnsLab;
 import ch.ungleich.uncloud.tests.lab.Proc;
 import java.io.BufferedReader;
@@ -11,10 +12,7 @@ import java.io.IOException;
 import java.io.InputStreamReader;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
-import java.security.MessageDigest;
-import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
-import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -51,9 +49,9 @@ final class ReassemblyCheck {
     String ip4 = FrameMatrix.GUEST.ip4();
     String ip6 = FrameMatrix.GUEST.ip6();
     return List.of(
-        new Datagram(ip4, 40001, 1024, sha256(repeat(range, 4))),
-        new Datagram(ip4, 40003, looks67.length, sha256(looks67)),
-        new Datagram(ip6, 40004, 1536, sha256(repeat(range, 6))));
+        new Datagram(ip4, 40001, 1024, GuestImage.sha(repeat(range, 4))),
+        new Datagram(ip4, 40003, looks67.length, GuestImage.sha(looks67)),
+        new Datagram(ip6, 40004, 1536, GuestImage.sha(repeat(range, 6))));
   }
 
   /**
@@ -185,13 +183,5 @@ final class ReassemblyCheck {
       System.arraycopy(b, 0, out, i * b.length, b.length);
     }
     return out;
-  }
-
-  private static String sha256(byte[] b) {
-    try {
-      return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(b));
-    } catch (NoSuchAlgorithmException e) {
-      throw new IllegalStateException(e);
-    }
   }
 }

@@ -199,24 +199,8 @@ public final class NftScript {
    * {@code own6} null: any source (unlisted = mac-only).
    */
   private void laterFragments(String c, List<String> own4, List<String> own6) {
-    String later4 = "ether type ip ip frag-off & 0x1fff != 0";
-    String later6 = "ether type ip6 frag frag-off != 0";
-    if (own4 == null) {
-      rule(c, later4 + " accept", "later IPv4 fragment (unlisted = mac-only)");
-    } else if (own4.isEmpty()) {
-      rule(c, later4 + " counter drop", "later IPv4 fragment, no IPv4 address");
-    } else {
-      rule(c, later4 + " " + notIn("ip saddr", own4) + " counter drop", "later IPv4 fragment not from own IPv4");
-      rule(c, later4 + " accept", "later IPv4 fragment from own IPv4 (its first fragment carried the header)");
-    }
-    if (own6 == null) {
-      rule(c, later6 + " accept", "later IPv6 fragment (unlisted = mac-only)");
-    } else if (own6.isEmpty()) {
-      rule(c, later6 + " counter drop", "later IPv6 fragment, no IPv6 address");
-    } else {
-      rule(c, later6 + " " + notIn("ip6 saddr", own6) + " counter drop", "later IPv6 fragment not from own IPv6");
-      rule(c, later6 + " accept", "later IPv6 fragment from own IPv6 (its first fragment carried the header)");
-    }
+    laterFragment(c, "ether type ip ip frag-off & 0x1fff != 0", "ip saddr", "IPv4", own4);
+    laterFragment(c, "ether type ip6 frag frag-off != 0", "ip6 saddr", "IPv6", own6);
     // Only first (offset 0) and atomic fragments get here. Their structure is checked at fixed offsets
     // inside the lengths the receiver uses, never through the transport header: nft reads that up to
     // the end of the frame, so bytes a VM appends behind the IP packet (Ethernet padding, which every
@@ -231,6 +215,20 @@ public final class NftScript {
         "first IPv6 fragment without 8 bytes of upper-layer header (RFC 7112)");
     rule(c, "ether type ip6 ip6 nexthdr 44 @nh,320,8 58 @nh,384,8 133-137 counter drop",
         "RS, RA, NS, NA or redirect in a fragment, atomic too (RFC 6980)");
+  }
+
+  /** One family's later fragments ({@code later} matches them): by source alone, {@code own} null = any. */
+  private void laterFragment(String c, String later, String saddr, String family, List<String> own) {
+    if (own == null) {
+      rule(c, later + " accept", "later " + family + " fragment (unlisted = mac-only)");
+    } else if (own.isEmpty()) {
+      rule(c, later + " counter drop", "later " + family + " fragment, no " + family + " address");
+    } else {
+      rule(c, later + " " + notIn(saddr, own) + " counter drop",
+          "later " + family + " fragment not from own " + family);
+      rule(c, later + " accept",
+          "later " + family + " fragment from own " + family + " (its first fragment carried the header)");
+    }
   }
 
   /** Next-header values that are not IPv6 extension headers (IANA) nor 59, no next header. */

@@ -305,7 +305,8 @@ public record GuestImage(Path kernel, Path initrd, String kernelPackage, Path em
     return r;
   }
 
-  static String sha(byte[] b) {
+  /** Hex SHA-256 of {@code b}. */
+  public static String sha(byte[] b) {
     try {
       return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(b));
     } catch (NoSuchAlgorithmException e) {
