@@ -19,5 +19,21 @@ ip link set eth0 up
 [ -n "$IP6" ] && ip -6 addr add "$IP6" dev eth0
 [ -n "$NET6" ] && ip -6 addr add "$NET6/128" dev lo
 /bin/ucprobe > /dev/ttyS0 2>&1 &
+# a NIC hot-plugged later (AgentNftTest): eth1 from the uc1.* parameters (uc1.ip4=... uc1.kinds=...),
+# probing the same observer from its own address
+if grep -q ' uc1\.ip4=' /proc/cmdline; then
+  (
+    while [ ! -e /sys/class/net/eth1 ]; do sleep 0.1; done
+    for x in $(cat /proc/cmdline); do
+      case "$x" in uc1.*) echo "uc.${x#uc1.}";; uc.obs4=*|uc.obsmac=*|uc.interval=*) echo "$x";; esac
+    done > /tmp/eth1.params
+    echo uc.if=eth1 >> /tmp/eth1.params
+    echo 1 > /proc/sys/net/ipv4/conf/all/arp_ignore
+    ip link set eth1 up
+    ip addr add "$(grep '^uc.ip4=' /tmp/eth1.params | cut -d= -f2)" dev eth1
+    echo "UCGUEST ETH1 mac=$(cat /sys/class/net/eth1/address)" > /dev/ttyS0
+    exec /bin/ucprobe /tmp/eth1.params > /dev/ttyS0 2>&1
+  ) &
+fi
 echo "UCGUEST UP mac=$(cat /sys/class/net/eth0/address) ip4=$IP4 ip6=$IP6 net6=$NET6 uptime=$(cut -d' ' -f1 /proc/uptime)" > /dev/ttyS0
 while true; do sleep 3600; done

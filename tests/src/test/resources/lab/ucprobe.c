@@ -19,7 +19,7 @@
  * All parameters come from the kernel command line (/proc/cmdline, or the file given as argv[1]):
  *   uc.ip4=A/len uc.ip6=A/len uc.net6=A uc.obs4=A uc.obs6=A uc.obsmac=M uc.spoof4=A uc.spoof6=A
  *   uc.arp4=A uc.spoofmac=M uc.interval=ms uc.port=N uc.kinds=legit4,spoof4,... (default: all)
- *   uc.if=eth0
+ *   uc.if=eth0 (given: the legit sockets are also bound to that device)
  * Missing addresses disable the probes that need them. Errors are counted, never fatal: the
  * sender keeps going whatever the network does (that is what a migrating guest must survive).
  */
@@ -228,6 +228,8 @@ int main(int argc, char **argv) {
         legit[i].fd = socket(legit[i].af, SOCK_DGRAM | SOCK_NONBLOCK, 0);
         int one = 1;
         setsockopt(legit[i].fd, SOL_IP, IP_FREEBIND, &one, sizeof one); /* bind before DAD is done */
+        if (param("if")) /* a second NIC on the same subnet: leave through it, not the first route's NIC */
+            setsockopt(legit[i].fd, SOL_SOCKET, SO_BINDTODEVICE, ifn, (socklen_t)strlen(ifn) + 1);
         if (i == 0) {
             struct sockaddr_in b = {.sin_family = AF_INET, .sin_addr = ip4};
             bind(legit[i].fd, (void *)&b, sizeof b);

@@ -23,6 +23,7 @@ import picocli.CommandLine.Command;
       NwfilterCommand.class,
       SyncCommand.class,
       DemoCommand.class,
+      AgentCommand.class,
       CommandLine.HelpCommand.class
     })
 public final class Cli {

@@ -17,6 +17,7 @@ import ch.ungleich.uncloud.hook.nft.NftState;
 import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
 import ch.ungleich.uncloud.hook.nft.ReconcilePlan;
 import ch.ungleich.uncloud.hook.nwfilter.Templates;
+import ch.ungleich.uncloud.hook.state.AgentStatus;
 import ch.ungleich.uncloud.hook.state.StateStore;
 import ch.ungleich.uncloud.libvirtxml.LibvirtXml;
 import java.io.PrintWriter;
@@ -122,7 +123,7 @@ final class DoctorCommand implements Callable<Integer> {
     checks.add(Checks.config(configPath, source, host.file(configPath).exists(), cfg, cfgError));
     if (stateDir != null) {
       cfg = new Config(cfg.backend(), cfg.unlisted(), cfg.linkLocalAny(), cfg.dhcpClient(), stateDir, cfg.logFile(),
-          cfg.lockTimeoutSeconds(), cfg.nft());
+          cfg.lockTimeoutSeconds(), cfg.nft(), cfg.agentResyncSeconds());
     }
 
     // libvirtd noticed the hook
@@ -194,6 +195,16 @@ final class DoctorCommand implements Callable<Integer> {
     }
     if (inv != null) {
       checks.addAll(Checks.conflicts(inv.domains));
+    }
+    if (cfg.backend().equals("nft")) {
+      AgentStatus agent = null;
+      try {
+        agent = AgentStatus.read(cfg.stateDir()).orElse(null);
+      } catch (IllegalStateException e) {
+        // unreadable: reported as no agent
+      }
+      boolean alive = agent != null && ProcessHandle.of(agent.pid()).map(ProcessHandle::isAlive).orElse(false);
+      checks.add(Checks.agent(agent, alive, common.uri(), System.currentTimeMillis(), cfg.agentResyncSeconds()));
     }
     checks.addAll(Checks.bridgeNfCall(host.sysctl("net.bridge.bridge-nf-call-iptables"), host.sysctl("net.bridge.bridge-nf-call-ip6tables")));
 

@@ -6,9 +6,7 @@ import ch.ungleich.uncloud.hook.host.DomainView;
 import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
 import java.util.ArrayList;
-import java.util.LinkedHashSet;
 import java.util.List;
-import java.util.Set;
 
 /** The domains of a host as libvirt reports them, with the policy the hook derives for each. */
 final class Inventory {
@@ -46,22 +44,8 @@ final class Inventory {
     return running().stream().filter(d -> d.policy() != null).map(DomainView::policy).toList();
   }
 
-  /** UUIDs of every running domain. */
-  Set<String> runningUuids() {
-    Set<String> out = new LinkedHashSet<>();
-    running().forEach(d -> out.add(d.uuid()));
-    return out;
-  }
-
-  /** Taps of running domains whose metadata is invalid: reconcile leaves their rules as they are. */
-  Set<String> untouchable() {
-    Set<String> out = new LinkedHashSet<>();
-    running().stream().filter(d -> d.policy() == null).forEach(d -> out.addAll(d.taps()));
-    return out;
-  }
-
   /** What the running domains demand, for the engine. */
   Desired desired() {
-    return new Desired(policies(), runningUuids(), untouchable());
+    return DomainView.desired(running());
   }
 }

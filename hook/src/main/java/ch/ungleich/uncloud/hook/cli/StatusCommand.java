@@ -1,6 +1,7 @@
 package ch.ungleich.uncloud.hook.cli;
 
 import ch.ungleich.uncloud.hook.ExitCodes;
+import ch.ungleich.uncloud.hook.agent.Agent;
 import ch.ungleich.uncloud.hook.config.Config;
 import ch.ungleich.uncloud.hook.engine.Reconcile;
 import ch.ungleich.uncloud.hook.host.DomainView;
@@ -10,11 +11,14 @@ import ch.ungleich.uncloud.hook.nft.NftScript;
 import ch.ungleich.uncloud.hook.nft.NftState;
 import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
 import ch.ungleich.uncloud.hook.nwfilter.NwfilterBackend;
+import ch.ungleich.uncloud.hook.state.AgentStatus;
 import ch.ungleich.uncloud.libvirtxml.domain.Interface;
 import java.io.PrintWriter;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -46,8 +50,20 @@ final class StatusCommand implements Callable<Integer> {
 
   @Spec CommandSpec spec;
 
-  /** The {@code --json} shape. */
-  record Result(String backend, List<DomainStatus> domains) {}
+  /**
+   * The {@code --json} shape.
+   *
+   * @param agent what {@code state_dir/agent.json} says of the agent (null: no agent ever ran here)
+   */
+  record Result(String backend, List<DomainStatus> domains, AgentInfo agent) {}
+
+  /**
+   * The agent and, per running domain (by name), whether it applied the domain's CURRENT live metadata:
+   * {@code applied}, {@code pending} (changed since, or not handled yet), or {@code invalid: ...}
+   * (the agent kept the old rules).
+   */
+  record AgentInfo(long pid, boolean running, boolean connected, long lastResyncMs, String lastError,
+      Map<String, String> domains) {}
 
   /**
    * One domain.
@@ -94,7 +110,7 @@ final class StatusCommand implements Callable<Integer> {
     for (DomainView d : views) {
       out.add(config.backend().equals("nft") ? status(d, nft) : nwfilterStatus(d));
     }
-    Result r = new Result(config.backend(), out);
+    Result r = new Result(config.backend(), out, agentInfo(AgentStatus.read(config.stateDir()).orElse(null), views));
     PrintWriter w = spec.commandLine().getOut();
     if (common.json()) {
       Json.print(w, r);
@@ -166,6 +182,29 @@ final class StatusCommand implements Callable<Integer> {
     return new DomainStatus(d.name(), d.uuid(), d.active(), d.error(), nics);
   }
 
+  static AgentInfo agentInfo(AgentStatus s, List<DomainView> views) {
+    if (s == null) {
+      return null;
+    }
+    boolean running = ProcessHandle.of(s.pid()).map(ProcessHandle::isAlive).orElse(false);
+    Map<String, String> per = new LinkedHashMap<>();
+    for (DomainView d : views) {
+      if (d.active()) {
+        per.put(d.name(), applied(s, d));
+      }
+    }
+    return new AgentInfo(s.pid(), running, running && s.connected(), s.lastResyncMs(), s.lastError(), per);
+  }
+
+  /** Whether the agent applied this running domain's current live metadata. */
+  static String applied(AgentStatus s, DomainView d) {
+    AgentStatus.Applied a = s.domains() == null ? null : s.domains().get(d.uuid());
+    if (a == null || !a.digest().equals(Agent.digest(d))) {
+      return "pending";
+    }
+    return a.error() == null ? "applied" : "invalid: " + a.error() + " (old rules kept)";
+  }
+
   private static void print(PrintWriter w, Result r) {
     List<String[]> rows = new ArrayList<>();
     rows.add(new String[] {"DOMAIN", "NIC", "TAP", "MAC", "MODE", "RULES", "DROPPED", "ALLOWED"});
@@ -192,6 +231,7 @@ final class StatusCommand implements Callable<Integer> {
     }
     if (rows.size() == 1) {
       w.println("no running domains");
+      printAgent(w, r.agent());
       w.flush();
       return;
     }
@@ -208,7 +248,18 @@ final class StatusCommand implements Callable<Integer> {
       }
       w.println(b.toString().stripTrailing());
     }
+    printAgent(w, r.agent());
     w.flush();
+  }
+
+  private static void printAgent(PrintWriter w, AgentInfo a) {
+    if (a == null) {
+      return;
+    }
+    w.println("agent: " + (!a.running() ? "not running (pid " + a.pid() + " gone)"
+        : "pid " + a.pid() + (a.connected() ? ", connected" : ", NOT connected to libvirt"))
+        + (a.lastError() == null ? "" : "; last error: " + a.lastError()));
+    a.domains().forEach((name, state) -> w.println("  " + name + ": " + state));
   }
 
   private static String dash(String s) {

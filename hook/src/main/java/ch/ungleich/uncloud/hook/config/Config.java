@@ -19,6 +19,8 @@ import java.util.Map;
  * @param logFile where the hook appends its log lines besides stderr; empty for none
  * @param lockTimeoutSeconds how long a call waits for another one holding the host lock
  * @param nft the nft binary
+ * @param agentResyncSeconds {@code agent_resync}: how often {@code uncloud-hook agent} compares the
+ *     whole host with libvirt when no event came (the backstop for missed events); default 30
  */
 public record Config(
     String backend,
@@ -28,7 +30,8 @@ public record Config(
     String stateDir,
     String logFile,
     int lockTimeoutSeconds,
-    String nft) {
+    String nft,
+    int agentResyncSeconds) {
 
   public static final String DEFAULT_PATH = "/etc/uncloud-hook/uncloud-hook.conf";
   public static final String ENV = "UNCLOUD_HOOK_CONFIG";
@@ -48,6 +51,7 @@ public record Config(
     v.put("log_file", "/var/log/uncloud-hook.log");
     v.put("lock_timeout", "30");
     v.put("nft", "/usr/sbin/nft");
+    v.put("agent_resync", "30");
     String[] lines = text.split("\n", -1);
     for (int n = 0; n < lines.length; n++) {
       String line = lines[n].strip();
@@ -72,8 +76,9 @@ public record Config(
         oneOf(where, "dhcp_client", v, "yes", "no").equals("yes"),
         absolute(where, "state_dir", v.get("state_dir"), false),
         absolute(where, "log_file", v.get("log_file"), true),
-        seconds(where, v.get("lock_timeout")),
-        absolute(where, "nft", v.get("nft"), false));
+        seconds(where, "lock_timeout", v.get("lock_timeout")),
+        absolute(where, "nft", v.get("nft"), false),
+        seconds(where, "agent_resync", v.get("agent_resync")));
   }
 
   private static String unquote(String s) {
@@ -104,9 +109,9 @@ public record Config(
     return value;
   }
 
-  private static int seconds(String where, String value) {
+  private static int seconds(String where, String key, String value) {
     if (!value.matches("[1-9][0-9]{0,3}")) {
-      throw UncloudException.invalid(where + ": lock_timeout must be 1 to 9999 seconds, got '" + value + "'");
+      throw UncloudException.invalid(where + ": " + key + " must be 1 to 9999 seconds, got '" + value + "'");
     }
     return Integer.parseInt(value);
   }

@@ -14,6 +14,7 @@ import ch.ungleich.uncloud.hook.nft.ReconcilePlan;
 import ch.ungleich.uncloud.hook.nwfilter.FilterXml;
 import ch.ungleich.uncloud.hook.nwfilter.NwfilterBackend;
 import ch.ungleich.uncloud.hook.nwfilter.Templates;
+import ch.ungleich.uncloud.hook.state.AgentStatus;
 import ch.ungleich.uncloud.libvirtxml.firewall.Firewall;
 import ch.ungleich.uncloud.libvirtxml.firewall.FirewallInterface;
 import java.time.Instant;
@@ -585,6 +586,49 @@ public final class Checks {
   // ------------------------------------------------------------------ summary
 
   /** 0 all pass, 1 warnings, 2 failures. */
+  /** The fix for an agent that does not run. */
+  static final String AGENT_FIX = "systemctl enable --now uncloud-hook-agent (without systemd: run 'uncloud-hook agent'"
+      + " in the foreground)";
+
+  /**
+   * The {@code agent} check: {@code uncloud-hook agent} runs (the pid in {@code state_dir/agent.json}
+   * is alive), is connected to this libvirt, and resynced recently. Without it hot-plugged NICs stay
+   * dropped and live metadata changes wait for the next start: WARN, not FAIL (the hook protects alone).
+   *
+   * @param s agent.json, null when there is none
+   * @param alive whether its pid is a live process
+   */
+  public static Check agent(AgentStatus s, boolean alive, String uri, long nowMs, int resyncSeconds) {
+    String consequence = ": hot-plugged NICs stay dropped, live metadata changes and lost rulesets wait for the next"
+        + " start or reconcile";
+    if (s == null) {
+      return Check.warn("agent", null, "no agent has run with this state_dir" + consequence, AGENT_FIX);
+    }
+    if (!alive) {
+      return Check.warn("agent", null, "not running (pid " + s.pid() + " is gone; last resync "
+          + (s.lastResyncMs() == 0 ? "never" : time(s.lastResyncMs())) + ")" + consequence, AGENT_FIX);
+    }
+    if (!s.connected()) {
+      return Check.warn("agent", null, "pid " + s.pid() + " runs but is not connected to " + s.uri()
+          + (s.lastError() == null ? "" : " (" + firstLine(s.lastError()) + ")"), "start libvirtd; the agent reconnects by itself");
+    }
+    if (uri != null && !uri.equals(s.uri())) {
+      return Check.warn("agent", null, "pid " + s.pid() + " is connected to " + s.uri() + ", not to " + uri,
+          "run the agent with --connect " + uri);
+    }
+    long staleMs = 3L * resyncSeconds * 1000 + 10_000;
+    if (nowMs - s.updatedMs() > staleMs) {
+      return Check.warn("agent", null, "pid " + s.pid() + " has not written agent.json since " + time(s.updatedMs())
+          + " (it does every " + resyncSeconds + " s): hung?", "systemctl restart uncloud-hook-agent");
+    }
+    if (s.lastError() != null) {
+      return Check.warn("agent", null, "pid " + s.pid() + ", connected; last error: " + firstLine(s.lastError()),
+          "see its log (journalctl -u uncloud-hook-agent or log_file)");
+    }
+    return Check.pass("agent", null, "pid " + s.pid() + ", connected to " + s.uri() + ", last resync "
+        + (s.lastResyncMs() == 0 ? "not yet" : time(s.lastResyncMs())));
+  }
+
   public static int exitCode(List<Check> checks) {
     boolean warn = false;
     for (Check c : checks) {

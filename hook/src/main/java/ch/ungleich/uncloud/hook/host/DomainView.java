@@ -2,6 +2,7 @@ package ch.ungleich.uncloud.hook.host;
 
 import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.config.Config;
+import ch.ungleich.uncloud.hook.engine.Desired;
 import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
 import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
@@ -14,7 +15,10 @@ import ch.ungleich.uncloud.libvirtxml.domain.Interface;
 import ch.ungleich.uncloud.libvirtxml.firewall.Firewall;
 import ch.ungleich.uncloud.libvirtxml.firewall.FirewallInterface;
 import java.util.ArrayList;
+import java.util.Collection;
+import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Set;
 import java.util.Locale;
 
 /**
@@ -84,6 +88,28 @@ public record DomainView(
       }
     }
     return new DomainView(x.name(), x.uuid(), x.active(), live, config, policy, error, configError);
+  }
+
+  /**
+   * What the running ones of {@code views} demand, for the engine: the valid policies, every running
+   * UUID, and the taps of those whose metadata is invalid (their rules stay as they are).
+   */
+  public static Desired desired(Collection<DomainView> views) {
+    List<DomainPolicy> policies = new ArrayList<>();
+    Set<String> running = new LinkedHashSet<>();
+    Set<String> untouchable = new LinkedHashSet<>();
+    for (DomainView d : views) {
+      if (!d.active()) {
+        continue;
+      }
+      running.add(d.uuid());
+      if (d.policy() != null) {
+        policies.add(d.policy());
+      } else {
+        untouchable.addAll(d.taps());
+      }
+    }
+    return new Desired(List.copyOf(policies), running, untouchable);
   }
 
   /** Our metadata in the live definition (null: none or inactive). */

@@ -51,7 +51,7 @@ public final class LibvirtSession implements AutoCloseable {
   /** Opens a read-write connection; {@code qemu:///system} unless told otherwise. */
   public static LibvirtSession open(String uri) {
     try {
-      Connect.setErrorCallback(QUIET);
+      quiet();
       return new LibvirtSession(new Connect(uri, false), uri);
     } catch (LibvirtException e) {
       throw failed("cannot connect to libvirt at " + uri, e);
@@ -59,6 +59,16 @@ public final class LibvirtSession implements AutoCloseable {
       throw new UncloudException(
           ExitCodes.APPLY_FAILED, "cannot load libvirt's client library (install libvirt0): " + e.getMessage());
     }
+  }
+
+  /** Silences libvirt's own stderr printing of errors (they arrive as exceptions). */
+  static void quiet() throws LibvirtException {
+    Connect.setErrorCallback(QUIET);
+  }
+
+  /** A session over a connection opened elsewhere in this package ({@link LibvirtEvents}); its owner closes it. */
+  static LibvirtSession over(Connect conn, String uri) {
+    return new LibvirtSession(conn, uri);
   }
 
   public String uri() {
@@ -97,6 +107,24 @@ public final class LibvirtSession implements AutoCloseable {
     } catch (LibvirtException e) {
       throw failed("cannot list domains", e);
     }
+  }
+
+  /**
+   * A running or defined domain by UUID with its live XML only (the agent's per-domain re-read), null
+   * when libvirt has no such domain (undefined meanwhile).
+   */
+  public DomainXml findLive(String uuid) {
+    Domain d;
+    try {
+      d = conn.domainLookupByUUIDString(uuid);
+    } catch (LibvirtException e) {
+      if (e.getError() != null && e.getError().getCode() != null
+          && e.getError().getCode().name().equals("VIR_ERR_NO_DOMAIN")) {
+        return null;
+      }
+      throw failed("cannot look up domain " + uuid, e);
+    }
+    return describe(d, false);
   }
 
   /** One domain by name or UUID. */
@@ -203,7 +231,7 @@ public final class LibvirtSession implements AutoCloseable {
     }
   }
 
-  private static UncloudException failed(String what, LibvirtException e) {
+  static UncloudException failed(String what, LibvirtException e) {
     String m = e.getMessage() == null ? e.toString() : e.getMessage();
     return new UncloudException(ExitCodes.APPLY_FAILED, what + ": " + m.replaceAll("\\s+", " ").strip(), e);
   }

@@ -21,6 +21,7 @@ class ConfigTest {
     assertEquals("/run/uncloud-hook", c.stateDir());
     assertEquals(30, c.lockTimeoutSeconds());
     assertEquals("/usr/sbin/nft", c.nft());
+    assertEquals(30, c.agentResyncSeconds());
   }
 
   @Test
@@ -28,7 +29,8 @@ class ConfigTest {
     Config c =
         Config.parse(
             "# comment\n\nbackend = nwfilter\nunlisted=mac-only\nlink_local = any\ndhcp_client = no\n"
-                + "state_dir = \"/tmp/s\"\nlog_file =\nlock_timeout = 5\nnft = /usr/local/sbin/nft\n",
+                + "state_dir = \"/tmp/s\"\nlog_file =\nlock_timeout = 5\nnft = /usr/local/sbin/nft\n"
+                + "agent_resync = 7\n",
             "t.conf");
     assertEquals("nwfilter", c.backend());
     assertEquals("mac-only", c.unlisted());
@@ -38,13 +40,14 @@ class ConfigTest {
     assertEquals("", c.logFile());
     assertEquals(5, c.lockTimeoutSeconds());
     assertEquals("/usr/local/sbin/nft", c.nft());
+    assertEquals(7, c.agentResyncSeconds());
   }
 
   @ParameterizedTest
   @ValueSource(
       strings = {
         "backend = iptables", "unlisted = drop", "link_local = all", "dhcp_client = true", "state_dir = run",
-        "lock_timeout = 0", "lock_timeout = x", "nft = nft", "colour = red", "just words"
+        "lock_timeout = 0", "lock_timeout = x", "agent_resync = 0", "nft = nft", "colour = red", "just words"
       })
   void rejectsBadSettingsWithFileAndLine(String line) {
     UncloudException e = assertThrows(UncloudException.class, () -> Config.parse("\n" + line + "\n", "/etc/x.conf"));

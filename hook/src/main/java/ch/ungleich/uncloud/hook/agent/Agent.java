@@ -1,0 +1,412 @@
+package ch.ungleich.uncloud.hook.agent;
+
+import ch.ungleich.uncloud.hook.ExitCodes;
+import ch.ungleich.uncloud.hook.UncloudException;
+import ch.ungleich.uncloud.hook.config.Config;
+import ch.ungleich.uncloud.hook.engine.Reconcile;
+import ch.ungleich.uncloud.hook.engine.Rules;
+import ch.ungleich.uncloud.hook.host.DomainView;
+import ch.ungleich.uncloud.hook.host.LinuxHost;
+import ch.ungleich.uncloud.hook.libvirt.LibvirtEvents;
+import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
+import ch.ungleich.uncloud.hook.log.Log;
+import ch.ungleich.uncloud.hook.nft.NftMonitor;
+import ch.ungleich.uncloud.hook.nft.NftRunner;
+import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
+import ch.ungleich.uncloud.hook.nft.ReconcilePlan;
+import ch.ungleich.uncloud.hook.state.AgentStatus;
+import ch.ungleich.uncloud.hook.state.StateStore;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.locks.ReadWriteLock;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
+
+/**
+ * {@code uncloud-hook agent}: keeps the host's rules what libvirt's running domains demand between
+ * hook calls. It decides only WHEN the engine runs and for what: libvirt's domain events (lifecycle,
+ * device added/removed, metadata change) mark one domain, {@code nft monitor} removals from our table
+ * and every (re)connect mark the whole host, and the {@link Runner} applies through {@link Rules}
+ * (one domain) or {@link Reconcile} (the whole host), under the same host lock as hook calls.
+ *
+ * <p>State is per running domain (what it was read as, what was applied for it), never per event.
+ * Everything the agent does is one line on stderr and in {@code log_file}; {@code state_dir/agent.json}
+ * tells doctor and status what it did.
+ */
+public final class Agent {
+  /** Minimum time between two passes, and the settle time that gathers a burst into one pass. */
+  static final long MIN_INTERVAL_MS = 50;
+  static final long SETTLE_MS = 10;
+
+  private final Config config;
+  private final String uri;
+  private final PrintStream err;
+  private final Log log;
+  private final NftRunner nft;
+  private final StateStore store;
+  private final LinuxHost host = new LinuxHost();
+  private final Rules rules;
+  private final Runner runner;
+  private final FightGuard fight = new FightGuard(5, 10_000, 60_000);
+
+  /** Running domains as last read (the restore after a lost ruleset plans from these). */
+  private final Map<String, DomainView> known = new ConcurrentHashMap<>();
+  /** What was applied per running domain (agent.json). */
+  private final Map<String, AgentStatus.Applied> applied = new ConcurrentHashMap<>();
+  /** Why a domain is marked (its last event), for the log line. */
+  private final Map<String, String> reasons = new ConcurrentHashMap<>();
+
+  /** The connection; replaced under the write lock, read under the read lock. */
+  private final ReadWriteLock connLock = new ReentrantReadWriteLock();
+  private LibvirtEvents events;
+  private volatile boolean everRead;
+  private volatile String fullReason = "start";
+  private volatile long lossSeenMs;
+
+  private final long startedMs = System.currentTimeMillis();
+  private volatile long connectedMs;
+  private volatile long lastResyncMs;
+  private volatile String lastError;
+  private volatile boolean statusWriteFailed;
+  private NftMonitor monitor;
+  private volatile boolean stopping;
+
+  public Agent(Config config, String uri, PrintStream err) {
+    this.config = config;
+    this.uri = uri;
+    this.err = err;
+    this.log = new Log(err);
+    log.toFile(config.logFile());
+    this.nft = new ProcessNftRunner(config.nft());
+    this.store = new StateStore(config.stateDir(), config.lockTimeoutSeconds());
+    this.rules = new Rules(store, nft);
+    this.runner = new Runner(this::sync, MIN_INTERVAL_MS, SETTLE_MS, config.agentResyncSeconds() * 1000L, 200, 5_000);
+  }
+
+  /** Runs until the process is told to stop (SIGTERM/SIGINT); reconnects to libvirt forever. */
+  public void run() {
+    if (!config.backend().equals("nft")) {
+      throw UncloudException.invalid("backend = " + config.backend() + ": the agent keeps the nft backend's rules");
+    }
+    LibvirtEvents.startLoop();
+    Runtime.getRuntime().addShutdownHook(new Thread(this::shutdown, "agent-stop"));
+    startMonitor();
+    runner.start();
+    say("started (pid " + ProcessHandle.current().pid() + ", libvirt " + uri + ", resync every "
+        + config.agentResyncSeconds() + " s)");
+    writeStatus();
+    long backoffMs = 250;
+    String lastFailure = null;
+    while (!stopping) {
+      CountDownLatch closed = new CountDownLatch(1);
+      String[] why = {"closed"};
+      LibvirtEvents ev;
+      try {
+        ev = LibvirtEvents.open(uri, listener(closed, why));
+      } catch (UncloudException e) {
+        if (!e.getMessage().equals(lastFailure)) {
+          log.warn("agent: " + e.getMessage() + " (retrying)");
+          lastFailure = e.getMessage();
+          lastError = e.getMessage();
+          writeStatus();
+        }
+        sleep(backoffMs);
+        backoffMs = Math.min(backoffMs * 2, 5_000);
+        continue;
+      }
+      connLock.writeLock().lock();
+      events = ev;
+      connLock.writeLock().unlock();
+      connectedMs = System.currentTimeMillis();
+      backoffMs = 250;
+      lastFailure = null;
+      say("connected to " + uri + ": full resync");
+      fullReason = "connected";
+      runner.markAll(true);
+      runner.retryNow();
+      writeStatus();
+      try {
+        closed.await();
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        return;
+      }
+      connLock.writeLock().lock();
+      try {
+        events = null;
+        ev.close();
+      } finally {
+        connLock.writeLock().unlock();
+      }
+      if (!stopping) {
+        lastError = "lost the connection to " + uri + " (" + why[0] + ")";
+        log.warn("agent: " + lastError + "; reconnecting");
+        writeStatus();
+      }
+    }
+  }
+
+  private LibvirtEvents.Listener listener(CountDownLatch closed, String[] why) {
+    return new LibvirtEvents.Listener() {
+      @Override
+      public void domainEvent(LibvirtEvents.Kind kind, String uuid, String name, String detail) {
+        if (uuid == null || !relevant(kind, detail)) {
+          return;
+        }
+        reasons.put(uuid, describe(kind, detail));
+        runner.markDomain(uuid);
+      }
+
+      @Override
+      public void closed(String reason) {
+        why[0] = reason;
+        closed.countDown();
+      }
+    };
+  }
+
+  /** Lifecycle: started, stopped, crashed (the rest change no NIC); metadata: our namespace only. */
+  static boolean relevant(LibvirtEvents.Kind kind, String detail) {
+    return switch (kind) {
+      case LIFECYCLE -> detail.startsWith("2/") || detail.startsWith("5/") || detail.startsWith("8/");
+      case METADATA_CHANGE -> ch.ungleich.uncloud.libvirtxml.firewall.Firewall.NAMESPACE.equals(detail);
+      case DEVICE_ADDED, DEVICE_REMOVED -> true;
+    };
+  }
+
+  private static String describe(LibvirtEvents.Kind kind, String detail) {
+    return switch (kind) {
+      case LIFECYCLE -> detail.startsWith("2/") ? "started" : detail.startsWith("5/") ? "stopped" : "crashed";
+      case METADATA_CHANGE -> "metadata changed";
+      case DEVICE_ADDED -> "device " + detail + " added";
+      case DEVICE_REMOVED -> "device " + detail + " removed";
+    };
+  }
+
+  // ------------------------------------------------------------------ nft monitor
+
+  private void startMonitor() {
+    try {
+      monitor = NftMonitor.start(config.nft(), this::lost, this::monitorEnded);
+    } catch (IOException e) {
+      throw new UncloudException(ExitCodes.APPLY_FAILED, "cannot run " + config.nft() + " monitor: " + e.getMessage());
+    }
+  }
+
+  private void lost(NftMonitor.Loss loss) {
+    long now = System.currentTimeMillis();
+    if (loss == NftMonitor.Loss.TABLE) {
+      long delay = fight.deleted(now);
+      if (delay > 0) {
+        lastError = "something keeps deleting table bridge uncloud (" + fight.recent(now)
+            + " times in 10 s): restores wait " + delay / 1000 + " s; find it with 'nft monitor' and stop it";
+        log.error("agent: " + lastError);
+        runner.holdUntil(now + delay);
+        writeStatus();
+      }
+      fullReason = "table bridge uncloud deleted";
+    } else if (!"table bridge uncloud deleted".equals(fullReason)) {
+      fullReason = "part of table bridge uncloud deleted";
+    }
+    if (lossSeenMs == 0) {
+      lossSeenMs = now;
+    }
+    runner.markAll(false);
+  }
+
+  private void monitorEnded(String why) {
+    if (stopping) {
+      return;
+    }
+    log.warn("agent: " + why + "; restarting it and restoring in case a change was missed");
+    sleep(1000);
+    if (!stopping) {
+      startMonitor();
+      fullReason = "nft monitor restarted";
+      runner.markAll(false);
+    }
+  }
+
+  // ------------------------------------------------------------------ the runner's pass
+
+  private void sync(boolean all, boolean reread, Set<String> domains) {
+    try {
+      if (all) {
+        full(reread);
+      } else {
+        for (String uuid : domains) {
+          one(uuid);
+        }
+      }
+    } catch (UncloudException e) {
+      lastError = e.getMessage();
+      log.warn("agent: " + e.getMessage() + " (retrying)");
+      writeStatus();
+      throw e;
+    } catch (RuntimeException e) {
+      lastError = e.toString();
+      log.warn("agent: " + e + " (retrying)");
+      writeStatus();
+      throw e;
+    }
+  }
+
+  /** The whole host: read libvirt (or, for a lost ruleset, what is known), reconcile in one transaction. */
+  private void full(boolean reread) {
+    long t0 = System.nanoTime();
+    String reason = fullReason;
+    long seen = lossSeenMs;
+    lossSeenMs = 0;
+    fullReason = "periodic resync";
+    List<DomainView> views;
+    if (reread || !everRead) {
+      List<LibvirtSession.DomainXml> xmls = withSession(s -> s.domains(true, false));
+      views = xmls.stream().map(x -> DomainView.of(x, config)).toList();
+      known.clear();
+      views.forEach(v -> known.put(v.uuid(), v));
+      applied.keySet().retainAll(known.keySet());
+      everRead = true;
+    } else {
+      views = List.copyOf(known.values());
+    }
+    ReconcilePlan p = new Reconcile(DomainView.desired(views), nft, store, host::linkMac).apply();
+    long now = System.currentTimeMillis();
+    for (DomainView v : views) {
+      record(v, now);
+    }
+    lastResyncMs = now;
+    lastError = null;
+    // a removal the agent's own transaction caused (its flush of the dispatch chain) ends here with
+    // nothing to change: not an action, no line
+    if (!p.isEmpty() || reason.equals("connected")) {
+      String since = seen > 0 ? ", " + (now - seen) + " ms after the loss was seen" : "";
+      say(reason + ": " + (p.isEmpty() ? "nothing to change" : p.changes().size() + " changes in one nft transaction")
+          + " (" + views.size() + " running domains) in " + ms(t0) + since);
+    }
+    writeStatus();
+  }
+
+  /** One domain: re-read it; apply its policy, keep its rules when its metadata is invalid. */
+  private void one(String uuid) {
+    long t0 = System.nanoTime();
+    String reason = reasons.getOrDefault(uuid, "event");
+    reasons.remove(uuid);
+    LibvirtSession.DomainXml x = withSession(s -> s.findLive(uuid));
+    if (x == null || !x.active()) {
+      // stopped or gone: its hook call ('stopped') removed its rules; the agent only forgets it
+      known.remove(uuid);
+      if (applied.remove(uuid) != null) {
+        writeStatus();
+      }
+      return;
+    }
+    DomainView v = DomainView.of(x, config);
+    known.put(uuid, v);
+    String digest = digest(v);
+    if (v.policy() == null) {
+      AgentStatus.Applied old = applied.get(uuid);
+      if (old == null || !digest.equals(old.digest()) || old.error() == null) {
+        log.error("agent: " + v.name() + ": " + reason + ": not applied, its rules stay as they were: " + v.error());
+      }
+      applied.put(uuid, new AgentStatus.Applied(v.name(), digest, old == null ? 0 : old.appliedMs(), v.error()));
+      writeStatus();
+      return;
+    }
+    rules.startLive(v.policy(), host::linkMac);
+    applied.put(uuid, new AgentStatus.Applied(v.name(), digest, System.currentTimeMillis(), null));
+    long nics = v.policy().nics().stream().filter(n -> n.hasChain()).count();
+    say(v.name() + ": " + reason + ": applied (" + nics + " filtered NIC" + (nics == 1 ? "" : "s")
+        + ", one nft transaction) in " + ms(t0));
+    writeStatus();
+  }
+
+  private void record(DomainView v, long now) {
+    String digest = digest(v);
+    AgentStatus.Applied old = applied.get(v.uuid());
+    if (v.policy() != null) {
+      applied.put(v.uuid(), new AgentStatus.Applied(v.name(), digest, now, null));
+    } else {
+      if (old == null || !digest.equals(old.digest()) || old.error() == null) {
+        log.error("agent: " + v.name() + ": not applied, its rules stay as they were: " + v.error());
+      }
+      applied.put(v.uuid(), new AgentStatus.Applied(v.name(), digest, old == null ? 0 : old.appliedMs(), v.error()));
+    }
+  }
+
+  /** What status compares: the digest of the normal form of the domain's live metadata. */
+  public static String digest(DomainView v) {
+    return AgentStatus.digest(DomainView.normal(v.liveMetadata()));
+  }
+
+  private interface Read<T> {
+    T read(LibvirtSession s);
+  }
+
+  private <T> T withSession(Read<T> r) {
+    connLock.readLock().lock();
+    try {
+      if (events == null) {
+        throw new UncloudException(ExitCodes.APPLY_FAILED, "not connected to libvirt at " + uri);
+      }
+      return r.read(events.session());
+    } finally {
+      connLock.readLock().unlock();
+    }
+  }
+
+  // ------------------------------------------------------------------ output
+
+  private void say(String line) {
+    err.println("uncloud-hook agent: " + line);
+    err.flush();
+    log.info("agent: " + line);
+  }
+
+  private static String ms(long t0) {
+    return (System.nanoTime() - t0) / 1_000_000 + " ms";
+  }
+
+  private synchronized void writeStatus() {
+    boolean connected;
+    connLock.readLock().lock();
+    try {
+      connected = events != null;
+    } finally {
+      connLock.readLock().unlock();
+    }
+    AgentStatus s = new AgentStatus(ProcessHandle.current().pid(), uri, connected && !stopping, startedMs, connectedMs,
+        lastResyncMs, lastError, System.currentTimeMillis(), new TreeMap<>(applied));
+    try {
+      s.write(config.stateDir());
+      statusWriteFailed = false;
+    } catch (IOException e) {
+      if (!statusWriteFailed) {
+        log.warn("agent: cannot write " + config.stateDir() + "/" + AgentStatus.FILE + ": " + e.getMessage());
+        statusWriteFailed = true;
+      }
+    }
+  }
+
+  private void shutdown() {
+    stopping = true;
+    runner.stop();
+    if (monitor != null) {
+      monitor.close();
+    }
+    say("stopping");
+    writeStatus();
+  }
+
+  private static void sleep(long ms) {
+    try {
+      Thread.sleep(ms);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+  }
+}

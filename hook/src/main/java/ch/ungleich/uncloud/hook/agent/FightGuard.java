@@ -1,0 +1,45 @@
+package ch.ungleich.uncloud.hook.agent;
+
+import java.util.ArrayDeque;
+import java.util.Deque;
+
+/**
+ * Keeps the agent from fighting another tool forever: counts deletions of our whole table in a
+ * sliding window; beyond {@code limit} of them the restore waits, 1 s, then 2, 4, ... up to {@code
+ * maxDelayMs}, for each further deletion. A window without deletions ends the fight. Pure (times are
+ * passed in).
+ */
+final class FightGuard {
+  private final int limit;
+  private final long windowMs;
+  private final long maxDelayMs;
+  private final Deque<Long> deletions = new ArrayDeque<>();
+  private long delayMs;
+
+  FightGuard(int limit, long windowMs, long maxDelayMs) {
+    this.limit = limit;
+    this.windowMs = windowMs;
+    this.maxDelayMs = maxDelayMs;
+  }
+
+  /** Our table was deleted at {@code nowMs}: how long the restore must wait (0: at once). */
+  long deleted(long nowMs) {
+    while (!deletions.isEmpty() && deletions.peekFirst() <= nowMs - windowMs) {
+      deletions.removeFirst();
+    }
+    if (deletions.isEmpty()) {
+      delayMs = 0;
+    }
+    deletions.addLast(nowMs);
+    if (deletions.size() <= limit) {
+      return 0;
+    }
+    delayMs = delayMs == 0 ? 1000 : Math.min(maxDelayMs, delayMs * 2);
+    return delayMs;
+  }
+
+  /** Deletions within the window ending at {@code nowMs}. */
+  int recent(long nowMs) {
+    return (int) deletions.stream().filter(t -> t > nowMs - windowMs).count();
+  }
+}
