@@ -284,6 +284,84 @@ class AgentNftTest {
     assertTrue(after.count("legit4") > 10, "eth0 still passes:\n" + after);
   }
 
+  /**
+   * The figures ({@code tests/bench/agent} runs this with {@code -Duncloud.agent.trials=20}): flush →
+   * restored, metadata → applied (an address removed: its last probe; added: its first), attach →
+   * rules, as median and worst of the trials; the agent's RSS and CPU while idle. Each trial must
+   * be within 1 s.
+   */
+  @Test
+  @Order(6)
+  void figures() throws IOException {
+    int trials = Integer.getInteger("uncloud.agent.trials", 3);
+    String tap = tap();
+    List<Double> flush = new ArrayList<>();
+    List<Integer> through = new ArrayList<>();
+    for (int i = 0; i < trials; i++) {
+      long t0 = Observer.nowNs();
+      a.exec("nft", "flush", "ruleset").check();
+      long back = awaitProtected(tap, t0, 5_000);
+      flush.add((back - t0) / 1e6);
+      sleepMs(300);
+      through.add(lab.observer().summary(t0, back).spoofed());
+    }
+    String full = guest.firewallMetadata().replace("uc:", "").replace(" xmlns:uc=\"" + NS_URI + "\"", "");
+    String noV6 = full.replaceAll("\\s*<ip address=\"" + guest.ip6Address() + "\"/>", "");
+    List<Double> removed = new ArrayList<>();
+    List<Double> added = new ArrayList<>();
+    for (int i = 0; i < trials; i++) {
+      a.virsh("metadata", guest.name(), "--uri", NS_URI, "--key", "uc", "--live", "--set", noV6).check();
+      long set = Observer.nowNs();
+      sleepMs(1200);
+      removed.add((lastFrame("legit6", set - 1_000_000_000L, Observer.nowNs()) - set) / 1e6);
+      a.virsh("metadata", guest.name(), "--uri", NS_URI, "--key", "uc", "--live", "--set", full).check();
+      long set1 = Observer.nowNs();
+      lab.observer().awaitMoreThan(0, set1, 5_000, "legit6");
+      added.add((firstFrame("legit6", set1, Observer.nowNs()) - set1) / 1e6);
+    }
+    List<Double> attach = new ArrayList<>();
+    for (int i = 0; i < trials; i++) {
+      a.virsh("attach-interface", guest.name(), "bridge", TwoHostLab.BRIDGE, "--mac", MAC2, "--model", "virtio", "--live").check();
+      long attached = Observer.nowNs();
+      String tap2 = tapOf(MAC2);
+      attach.add((awaitProtected(tap2, attached, 5_000) - attached) / 1e6);
+      a.virsh("detach-interface", guest.name(), "bridge", "--mac", MAC2, "--live").check();
+      long deadline = System.currentTimeMillis() + 30_000;
+      while (a.virsh("domiflist", guest.name()).out().contains(MAC2) && System.currentTimeMillis() < deadline) {
+        sleepMs(50);
+      }
+    }
+    long pid = agent.pid();
+    long[] c0 = cpuTicks(pid);
+    long w0 = System.nanoTime();
+    sleepMs(10_000);
+    long[] c1 = cpuTicks(pid);
+    double cpuPct = (c1[0] - c0[0]) * 10.0 / ((System.nanoTime() - w0) / 1e6) * 100 / 10;
+    report("FIGURES %d trials (median / worst, ms): flush ruleset -> restored %s; spoofed probes through per flush %s;"
+        + " metadata: removed address stops %s, added address passes %s; attach -> rules %s", trials, mw(flush),
+        through, mw(removed), mw(added), mw(attach));
+    report("FIGURES agent idle: %.2f %% CPU over 10 s, RSS %d KiB (1 domain)", cpuPct, c1[1]);
+    for (List<Double> xs : List.of(flush, removed, added, attach)) {
+      assertTrue(xs.stream().allMatch(x -> x <= 1000), "every trial within 1 s: " + xs);
+    }
+  }
+
+  static String mw(List<Double> xs) {
+    List<Double> s = xs.stream().sorted().toList();
+    double med = s.size() % 2 == 1 ? s.get(s.size() / 2) : (s.get(s.size() / 2 - 1) + s.get(s.size() / 2)) / 2;
+    return String.format("%.0f / %.0f", med, s.get(s.size() - 1));
+  }
+
+  /** utime+stime in clock ticks (USER_HZ = 100) and VmRSS in KiB of a process. */
+  static long[] cpuTicks(long pid) throws IOException {
+    String stat = Files.readString(Path.of("/proc/" + pid + "/stat"));
+    String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+    long ticks = Long.parseLong(f[11]) + Long.parseLong(f[12]);
+    long rss = Files.readAllLines(Path.of("/proc/" + pid + "/status")).stream().filter(l -> l.startsWith("VmRSS:"))
+        .map(l -> Long.parseLong(l.replaceAll("[^0-9]", ""))).findFirst().orElse(-1L);
+    return new long[] {ticks, rss};
+  }
+
   // ------------------------------------------------------------------ helpers
 
   /** Frames the observer saw from the hot-plugged NIC (its MAC or its spoofmac MAC). */
