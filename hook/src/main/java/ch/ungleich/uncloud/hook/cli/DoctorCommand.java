@@ -196,7 +196,7 @@ final class DoctorCommand implements Callable<Integer> {
     if (inv != null) {
       checks.addAll(Checks.conflicts(inv.domains));
     }
-    if (cfg.backend().equals("nft")) {
+    {
       AgentStatus agent = null;
       try {
         agent = AgentStatus.read(cfg.stateDir()).orElse(null);
