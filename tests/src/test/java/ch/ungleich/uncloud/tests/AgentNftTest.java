@@ -148,7 +148,8 @@ class AgentNftTest extends AgentSuite {
     long w0 = System.nanoTime();
     sleepMs(10_000);
     long[] c1 = cpuTicks(pid);
-    double cpuPct = (c1[0] - c0[0]) * 10.0 / ((System.nanoTime() - w0) / 1e6) * 100 / 10;
+    // a clock tick is 10 ms (USER_HZ 100)
+    double cpuPct = (c1[0] - c0[0]) * 10.0 / ((System.nanoTime() - w0) / 1e6) * 100;
     report("FIGURES %d trials (median / worst, ms): flush ruleset -> restored %s; spoofed probes through per flush %s;"
         + " metadata: removed address stops %s, added address passes %s; attach -> rules %s", trials, mw(flush),
         through, mw(removed), mw(added), mw(attach));

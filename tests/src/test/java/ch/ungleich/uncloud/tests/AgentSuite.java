@@ -67,6 +67,14 @@ abstract class AgentSuite {
    */
   abstract boolean dropsFromAttach();
 
+  /**
+   * How soon a change must be in effect: 1 s (issue 13). nwfilter: libvirt re-instantiates a NIC's
+   * whole filter (ebtables/iptables) on every filterref update, which alone took 1.3-1.8 s here.
+   */
+  long withinMs() {
+    return 1000;
+  }
+
   /** The guest's first NIC is protected by this backend. */
   void assertBootProtected() {}
 
@@ -164,12 +172,12 @@ abstract class AgentSuite {
     long t0 = Observer.nowNs();
     a.virsh("metadata", guest.name(), "--uri", NS_URI, "--key", "uc", "--live", "--set", noV6).check();
     long set = Observer.nowNs();
-    sleepMs(1500);
+    sleepMs(withinMs() + 1000);
     long last = lastFrame("legit6", t0, Observer.nowNs());
     double removedMs = (last - set) / 1e6;
-    Observer.Summary late = lab.observer().summary(set + 1_000_000_000L, Observer.nowNs());
+    Observer.Summary late = lab.observer().summary(set + withinMs() * 1_000_000L, Observer.nowNs());
     report("metadata without the guest's IPv6: last legit6 %.0f ms after virsh returned", removedMs);
-    assertEquals(0, late.count("legit6"), "removed address dropped within 1 s:\n" + late);
+    assertEquals(0, late.count("legit6"), "removed address dropped within " + withinMs() + " ms:\n" + late);
     assertTrue(late.count("legit4") > 10, "the rest passes:\n" + late);
 
     long t1 = Observer.nowNs();
@@ -179,7 +187,7 @@ abstract class AgentSuite {
     long first = firstFrame("legit6", t1, Observer.nowNs());
     double addedMs = (first - set1) / 1e6;
     report("metadata with the IPv6 again: first legit6 %.0f ms after virsh returned", addedMs);
-    assertTrue(addedMs <= 1000, "added address passes within 1 s: " + addedMs + " ms");
+    assertTrue(addedMs <= withinMs(), "added address passes within " + withinMs() + " ms: " + addedMs + " ms");
     String config = a.virsh("metadata", guest.name(), NS_URI, "--config").check().out();
     assertTrue(config.contains(guest.ip6Address()), "the persistent metadata is untouched: " + config);
 
@@ -209,9 +217,10 @@ abstract class AgentSuite {
     String noV6 = full.replaceAll("\\s*<ip address=\"" + guest.ip6Address() + "\"/>", "");
     a.virsh("metadata", guest.name(), "--uri", NS_URI, "--key", "uc", "--live", "--set", noV6).check();
     long set = Observer.nowNs();
-    sleepMs(1500);
-    Observer.Summary late = lab.observer().summary(set + 1_000_000_000L, Observer.nowNs());
+    sleepMs(withinMs() + 1000);
+    Observer.Summary late = lab.observer().summary(set + withinMs() * 1_000_000L, Observer.nowNs());
     assertEquals(0, late.count("legit6"), "after the restart the agent still applies metadata changes:\n" + late);
+    assertTrue(late.count("legit4") > 10, "the rest passes:\n" + late);
     a.virsh("metadata", guest.name(), "--uri", NS_URI, "--key", "uc", "--live", "--set", full).check();
     lab.observer().awaitMoreThan(5, Observer.nowNs(), 5_000, "legit6");
     assertTrue(agentJson().contains("\"connected\" : true"), agentJson());
@@ -228,7 +237,7 @@ abstract class AgentSuite {
     String tap2 = tapOf(MAC2);
     long prot = awaitProtected(tap2, attached, 5_000);
     report("attach-interface: %s's rules in place %.0f ms after virsh returned", tap2, (prot - attached) / 1e6);
-    assertTrue(prot - attached <= 1_000_000_000L, "hot-plugged NIC's rules within 1 s");
+    assertTrue(prot - attached <= withinMs() * 1_000_000L, "hot-plugged NIC's protection within " + withinMs() + " ms");
     awaitConsole("UCGUEST ETH1", 60_000);
     sleepMs(1500);
     long from = dropsFromAttach() ? t0 : prot;
@@ -249,7 +258,7 @@ abstract class AgentSuite {
     }
     long first = nicFrames(set, Observer.nowNs()).firstLegitNs();
     report("eth1's metadata set: its first legit probe %.0f ms after virsh returned", (first - set) / 1e6);
-    assertTrue(first > 0 && first - set <= 1_000_000_000L, "legit probes of the hot-plugged NIC within 1 s");
+    assertTrue(first > 0 && first - set <= withinMs() * 1_000_000L, "legit probes of the hot-plugged NIC within " + withinMs() + " ms");
     sleepMs(1000);
     NicFrames all = nicFrames(from, Observer.nowNs());
     report("eth1 from %s to now: %s", dropsFromAttach() ? "attach" : "protected", all);
