@@ -120,7 +120,9 @@ abstract class AgentSuite {
   void startAgent() throws IOException {
     agentErr = lab.dir().resolve("agent.err");
     ProcessBuilder pb = new ProcessBuilder("ip", "netns", "exec", a.netns(), "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-        "UNCLOUD_HOOK_CONFIG=" + a.hookConfigPath(), LibvirtHost.currentJava().toString(), "-jar", jar.toString(),
+        "UNCLOUD_HOOK_CONFIG=" + a.hookConfigPath(), LibvirtHost.currentJava().toString(),
+        // the JVM flags of the installed CLI (install/files/uncloud-hook), which the agent's unit runs
+        "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-XX:-UsePerfData", "-jar", jar.toString(),
         "agent", "--connect", a.uri());
     pb.redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.appendTo(agentErr.toFile()));
     agent = pb.start();
