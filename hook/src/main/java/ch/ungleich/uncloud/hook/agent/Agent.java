@@ -10,8 +10,11 @@ import ch.ungleich.uncloud.hook.host.LinuxHost;
 import ch.ungleich.uncloud.hook.libvirt.LibvirtEvents;
 import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
 import ch.ungleich.uncloud.hook.log.Log;
+import ch.ungleich.uncloud.hook.model.NicPolicy;
 import ch.ungleich.uncloud.hook.nft.NftMonitor;
 import ch.ungleich.uncloud.hook.nft.NftRunner;
+import ch.ungleich.uncloud.hook.nft.NftScript;
+import ch.ungleich.uncloud.hook.nft.NftState;
 import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
 import ch.ungleich.uncloud.hook.nft.ReconcilePlan;
 import ch.ungleich.uncloud.hook.nwfilter.SyncPlan;
@@ -43,6 +46,7 @@ public final class Agent {
   /** Minimum time between two passes, and the settle time that gathers a burst into one pass. */
   static final long MIN_INTERVAL_MS = 50;
   static final long SETTLE_MS = 10;
+  private static final String PART_DELETED = "part of table bridge uncloud deleted";
 
   private final Config config;
   private final String uri;
@@ -212,7 +216,7 @@ public final class Agent {
       }
       fullReason = "table bridge uncloud deleted";
     } else if (!"table bridge uncloud deleted".equals(fullReason)) {
-      fullReason = "part of table bridge uncloud deleted";
+      fullReason = PART_DELETED;
     }
     if (lossSeenMs == 0) {
       lossSeenMs = now;
@@ -273,6 +277,11 @@ public final class Agent {
     long seen = lossSeenMs;
     lossSeenMs = 0;
     fullReason = "periodic resync";
+    if (reason.equals(PART_DELETED) && !reread && everRead && intact()) {
+      // every transaction (the agent's, each hook call's) flushes and refills our dispatch chain and
+      // replaces map elements: the monitor reports those removals; nothing is missing, nothing to do
+      return;
+    }
     if (!nftBackend()) {
       List<LibvirtSession.DomainXml> xmls = withSession(s -> s.domains(true, false));
       known.clear();
@@ -316,6 +325,35 @@ public final class Agent {
           + " (" + views.size() + " running domains) in " + ms(t0) + since);
     }
     writeStatus();
+  }
+
+  /**
+   * Whether our table still has the dispatch rule and, for every NIC of the known running domains
+   * whose tap exists, its chain and the map element jumping to it: one {@code nft -j list table}, no
+   * lock, no scratch load. What it cannot see (a changed rule inside a chain) the periodic resync does.
+   */
+  private boolean intact() {
+    NftState st = Reconcile.observe(nft);
+    NftState.Chain base = st.chain(NftScript.BASE_CHAIN);
+    if (!st.exists() || base == null || base.rules().stream().noneMatch(r -> r.key().contains("\"vmap\""))) {
+      return false;
+    }
+    for (DomainView v : known.values()) {
+      if (v.policy() == null) {
+        continue;
+      }
+      for (NicPolicy n : v.policy().nics()) {
+        if (!n.hasChain() || host.linkMac(n.tap()) == null) {
+          continue;
+        }
+        NftState.Chain c = st.chain(NftScript.chain(n.tap()));
+        NftState.Element e = st.element(n.tap());
+        if (c == null || e == null || !e.verdict().equals("jump " + c.name())) {
+          return false;
+        }
+      }
+    }
+    return true;
   }
 
   /** One domain: re-read it; apply its policy, keep its rules when its metadata is invalid. */
