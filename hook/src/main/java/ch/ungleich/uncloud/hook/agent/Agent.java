@@ -243,10 +243,9 @@ public final class Agent {
     try {
       if (all) {
         full(reread);
-      } else {
-        for (String uuid : domains) {
-          one(uuid);
-        }
+      }
+      for (String uuid : domains) {
+        one(uuid);
       }
     } catch (UncloudException e) {
       failed(e.getMessage());

@@ -19,7 +19,7 @@ public final class Runner {
      * @param all the whole host (then {@code domains} is empty)
      * @param reread with {@code all}: read every domain from libvirt again (after a connect, the
      *     periodic resync); else the domains the agent knows are enough (a lost ruleset)
-     * @param domains UUIDs of domains to re-read and apply
+     * @param domains UUIDs of domains to re-read and apply (after the whole host, when both)
      */
     void run(boolean all, boolean reread, Set<String> domains) throws Exception;
   }
@@ -58,17 +58,17 @@ public final class Runner {
   }
 
   public synchronized void markDomain(String uuid) {
-    if (!all) {
-      dirty.add(uuid);
-    }
+    dirty.add(uuid);
     notifyAll();
   }
 
-  /** The whole host; {@code reread}: from libvirt (see {@link Sync#run}). */
+  /**
+   * The whole host; {@code reread}: from libvirt (see {@link Sync#run}). Marked domains stay marked
+   * unless the pass re-reads everything (a restore from what is known does not see their change).
+   */
   public synchronized void markAll(boolean reread) {
     all = true;
     this.reread |= reread;
-    dirty.clear();
     notifyAll();
   }
 
@@ -132,7 +132,7 @@ public final class Runner {
         synchronized (this) {
           runAll = all;
           runReread = reread;
-          domains = runAll ? Set.of() : Set.copyOf(dirty);
+          domains = runAll && runReread ? Set.of() : Set.copyOf(dirty);
           all = false;
           reread = false;
           dirty.clear();
@@ -156,10 +156,8 @@ public final class Runner {
           if (runAll) {
             all = true;
             reread |= runReread;
-            dirty.clear();
-          } else if (!all) {
-            dirty.addAll(domains);
           }
+          dirty.addAll(domains);
         }
       }
     }

@@ -50,6 +50,19 @@ class RunnerTest {
   }
 
   @Test
+  void aDomainMarkedWithARestoreFromWhatIsKnownIsStillReRead() throws Exception {
+    List<Pass> passes = Collections.synchronizedList(new ArrayList<>());
+    Runner r = new Runner((all, reread, d) -> passes.add(new Pass(all, reread, d)), 50, 20, 60_000, 10, 100);
+    r.markAll(false);
+    r.markDomain("y");
+    r.start();
+    await(() -> !passes.isEmpty());
+    Thread.sleep(100);
+    assertEquals(List.of(new Pass(true, false, Set.of("y"))), passes);
+    r.stop();
+  }
+
+  @Test
   void aFailedPassIsRetriedWithBackoffThenSucceeds() throws Exception {
     AtomicInteger calls = new AtomicInteger();
     List<Set<String>> ok = Collections.synchronizedList(new ArrayList<>());
