@@ -25,10 +25,13 @@ class AgentNwfilterTest extends AgentSuite {
     return "uaw";
   }
 
-  /** libvirt re-instantiates the whole filter on each update: 1.3-1.8 s measured (see AgentSuite). */
+  /**
+   * libvirt re-instantiates the whole filter (ebtables/iptables) on each filterref update: 1.2-4.7 s
+   * measured on the loaded 2-core machine (see AgentSuite); the figures are printed.
+   */
   @Override
   long withinMs() {
-    return 4000;
+    return 10_000;
   }
 
   @Override

@@ -69,7 +69,7 @@ abstract class AgentSuite {
 
   /**
    * How soon a change must be in effect: 1 s (issue 13). nwfilter: libvirt re-instantiates a NIC's
-   * whole filter (ebtables/iptables) on every filterref update, which alone took 1.3-1.8 s here.
+   * whole filter (ebtables/iptables) on every filterref update, which alone took 1.2-4.7 s here.
    */
   long withinMs() {
     return 1000;
