@@ -280,8 +280,11 @@ abstract class MigrationSuite {
       h.removeHook();
       h.restart();
     }
-    Cmd.Result drop = lab.a().exec("nft", "delete", "table", "bridge", "uncloud");
-    report("without hook: nft table on A %s", drop.ok() ? "deleted" : "absent");
+    // on both hosts: B's table has the vm_taps guard, which drops a tap that arrives without rules
+    for (LibvirtHost h : List.of(lab.a(), lab.b())) {
+      Cmd.Result drop = h.exec("nft", "delete", "table", "bridge", "uncloud");
+      report("without hook: nft table on %s %s", h == lab.a() ? "A" : "B", drop.ok() ? "deleted" : "absent");
+    }
     List<Double> without = new ArrayList<>();
     LibvirtHost from = lab.a();
     TwoHostLab.Migration m = null;

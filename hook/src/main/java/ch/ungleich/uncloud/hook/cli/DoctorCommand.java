@@ -122,7 +122,7 @@ final class DoctorCommand implements Callable<Integer> {
     checks.add(Checks.config(configPath, source, host.file(configPath).exists(), cfg, cfgError));
     if (stateDir != null) {
       cfg = new Config(cfg.backend(), cfg.unlisted(), cfg.linkLocalAny(), cfg.dhcpClient(), stateDir, cfg.logFile(),
-          cfg.lockTimeoutSeconds(), cfg.nft());
+          cfg.lockTimeoutSeconds(), cfg.nft(), cfg.vmTaps());
     }
 
     // libvirtd noticed the hook
@@ -158,7 +158,7 @@ final class DoctorCommand implements Callable<Integer> {
       boolean sample = policies.stream().noneMatch(p -> p.nics().stream().anyMatch(n -> n.hasChain()));
       NftState canonical = null;
       try {
-        canonical = NftJson.parse(nft.canonical(NftBackend.desiredScript(sample ? List.of(samplePolicy(cfg)) : policies)));
+        canonical = NftJson.parse(nft.canonical(NftBackend.desiredScript(sample ? List.of(samplePolicy(cfg)) : policies, cfg.vmTaps().patterns())));
         checks.add(Checks.nftKernel(null, canonical.chains().size() - 1, sample));
       } catch (UncloudException e) {
         checks.add(Checks.nftKernel(e.getMessage(), 0, sample));
@@ -167,7 +167,7 @@ final class DoctorCommand implements Callable<Integer> {
         checks.addAll(Checks.domains(inv.domains, cfg, host::linkMac, common.uri()));
         if (canonical != null) {
           try {
-            Reconcile r = new Reconcile(inv.desired(), nft, new StateStore(cfg.stateDir(), cfg.lockTimeoutSeconds()), host::linkMac);
+            Reconcile r = new Reconcile(inv.desired(), nft, new StateStore(cfg.stateDir(), cfg.lockTimeoutSeconds()), host::linkMac, cfg.vmTaps());
             // the kernel check loaded the running domains' desired ruleset already: compare with that
             ReconcilePlan plan = sample ? r.plan() : r.plan(canonical);
             int filtered = 0;

@@ -46,6 +46,15 @@ public final class LinuxHost {
     return s == null ? null : s.strip().toLowerCase(java.util.Locale.ROOT);
   }
 
+  /** The network interfaces of this namespace ({@code /sys/class/net}), sorted; empty when it cannot be read. */
+  public List<String> links() {
+    try (Stream<Path> s = Files.list(root.resolve("sys/class/net"))) {
+      return s.map(p -> p.getFileName().toString()).sorted().toList();
+    } catch (IOException | RuntimeException e) {
+      return List.of();
+    }
+  }
+
   /** A sysctl like {@code net.bridge.bridge-nf-call-iptables}; null when it does not exist. */
   public String sysctl(String name) {
     String s = read(root.resolve("proc/sys").resolve(name.replace('.', '/')));
