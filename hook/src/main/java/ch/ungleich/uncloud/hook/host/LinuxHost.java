@@ -55,6 +55,23 @@ public final class LinuxHost {
     }
   }
 
+  /** Tap devices (tun/tap) enslaved to a bridge: name to the bridge's name. */
+  public java.util.Map<String, String> bridgeTaps() {
+    java.util.Map<String, String> out = new java.util.TreeMap<>();
+    Path net = root.resolve("sys/class/net");
+    for (String l : links()) {
+      Path d = net.resolve(l);
+      try {
+        if (Files.exists(d.resolve("tun_flags")) && Files.exists(d.resolve("brport"))) {
+          out.put(l, Files.readSymbolicLink(d.resolve("master")).getFileName().toString());
+        }
+      } catch (IOException | RuntimeException e) {
+        // gone meanwhile, or no master link: not a bridge port now
+      }
+    }
+    return out;
+  }
+
   /** A sysctl like {@code net.bridge.bridge-nf-call-iptables}; null when it does not exist. */
   public String sysctl(String name) {
     String s = read(root.resolve("proc/sys").resolve(name.replace('.', '/')));

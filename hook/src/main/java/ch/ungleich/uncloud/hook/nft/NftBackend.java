@@ -21,6 +21,9 @@ import java.util.function.Function;
  * goes out; {@code HookMain} applies it. An event touches only the domain's own taps.
  */
 public final class NftBackend {
+  /** How a reconcile plan's prelude change starts when only the vm_taps guard is missing. */
+  public static final String GUARD_MISSING = "vm_taps guard was missing";
+
   private NftBackend() {}
 
   /** {@link #start(DomainPolicy, List, Function, List)} without the vm_taps guard. */
@@ -190,7 +193,7 @@ public final class NftBackend {
       String what = !compare ? "table " + NftScript.TABLE + " appeared while reconcile ran"
           : observed.ports() == null ? "map " + NftScript.MAP + " was missing"
           : haveBase == null ? "chain " + NftScript.BASE_CHAIN + " was missing"
-          : guardOnlyMissing(haveBase, wantBase) ? "vm_taps guard was missing: added with every running VM's elements"
+          : guardOnlyMissing(haveBase, wantBase) ? GUARD_MISSING + ": added with every running VM's elements"
           : "dispatch rule of " + NftScript.BASE_CHAIN + " differs";
       changes.add(new ReconcilePlan.Change("prelude", null, null, null, what));
     }
