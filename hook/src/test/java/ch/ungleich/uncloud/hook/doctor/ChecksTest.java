@@ -146,7 +146,7 @@ class ChecksTest {
 
   @Test
   void invalidMetadataFails() {
-    DomainView bad = view("bad", 6, "bridge", meta("52:54:00:00:00:99", "192.0.2.6"), "");
+    DomainView bad = view("bad", 6, "bridge", meta("52:54:00:00:00:06", "192.0.2.300"), "");
     assertNull(bad.policy());
     Check c = Checks.domains(List.of(bad), Config.defaults(), t -> "x", "qemu:///system").get(0);
     assertEquals(Status.FAIL, c.status());
