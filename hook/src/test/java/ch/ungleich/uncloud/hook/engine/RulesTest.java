@@ -105,12 +105,19 @@ class RulesTest {
   static final String MAP = "list map bridge uncloud ports";
   static final String GUARD_LINE = "iifname \"vnet*\" counter drop";
 
+  /** The host's interfaces: lo, an uplink and the given taps (host-side MAC fe:54:00:aa:bb:NN). */
+  void host(String... taps) {
+    links.put("lo", "00:00:00:00:00:00");
+    links.put("eth0", "52:54:00:12:34:56");
+    for (String t : taps) {
+      links.put(t, String.format("fe:54:00:aa:bb:%02x", Integer.parseInt(t.substring(4)) + 0x90));
+    }
+  }
+
   @Test
   void firstCallOnAnEmptyHostAddsTheGuardWithItsOwnElements() {
     nft.listings.put(CHAIN, "Error: No such file or directory");
-    links.put("lo", "00:00:00:00:00:00");
-    links.put("eth0", "52:54:00:12:34:56");
-    links.put("vnet0", "fe:54:00:aa:bb:00");
+    host("vnet0");
     Plan p = rules.start(policy(1));
     assertNull(p.note());
     assertTrue(p.script().contains(GUARD_LINE), p.script());
@@ -122,10 +129,7 @@ class RulesTest {
     // an older version's table: no guard; vnet1 is another running VM's NIC without an element
     nft.listings.put(CHAIN, "table bridge uncloud {\n\tchain filter-prerouting {\n\t\tiifname vmap @ports\n\t}\n}\n");
     nft.listings.put(MAP, "table bridge uncloud {\n\tmap ports {\n\t\telements = { \"vnet2\" comment \"x\" : jump port-vnet2 }\n\t}\n}\n");
-    links.put("lo", "00:00:00:00:00:00");
-    links.put("vnet0", "fe:54:00:aa:bb:00");
-    links.put("vnet1", "fe:54:00:aa:bb:99");
-    links.put("vnet2", "fe:54:00:aa:bb:98");
+    host("vnet0", "vnet1", "vnet2");
     Plan p = rules.start(policy(1));
     assertFalse(p.script().contains(GUARD_LINE), p.script());
     assertTrue(p.script().contains("port-vnet0"), p.script());
@@ -148,8 +152,7 @@ class RulesTest {
 
   @Test
   void stopNeverTouchesTheDispatchChain() {
-    links.put("lo", "00:00:00:00:00:00");
-    links.put("vnet0", "fe:54:00:aa:bb:00");
+    host("vnet0");
     rules.start(policy(1));
     Plan stop = rules.stop(UUID);
     assertFalse(stop.script().contains("filter-prerouting"), stop.script());
@@ -159,9 +162,7 @@ class RulesTest {
   @Test
   void aBatchOfEveryRunningDomainAddsTheGuardInItsOneTransaction() {
     nft.listings.put(CHAIN, "Error: No such file or directory");
-    links.put("lo", "00:00:00:00:00:00");
-    links.put("vnet0", "fe:54:00:aa:bb:00");
-    links.put("vnet1", "fe:54:00:aa:bb:01");
+    host("vnet0", "vnet1");
     Rules.Batch b = rules.startAll(List.of(policy(2)));
     assertTrue(b.together());
     assertEquals(1, nft.scripts.size());
