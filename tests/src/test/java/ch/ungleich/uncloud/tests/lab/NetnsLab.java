@@ -261,14 +261,16 @@ public final class NetnsLab implements AutoCloseable {
   /**
    * Invokes the hook exactly as libvirt's /etc/libvirt/hooks/qemu does: argv {@code hook DOMAIN OP
    * SUBOP EXTRA}, the domain XML on stdin, a scrubbed environment (libvirt passes only PATH,
-   * LC_ALL=C and a few more), run inside the hypervisor namespace so nft acts there.
+   * LC_ALL=C and a few more), the installed launcher's JVM flags, run inside the hypervisor namespace
+   * so nft acts there.
    */
   public Proc.Result hook(String domain, String op, String subop, String extra, String xml) {
     String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
     long t0 = System.nanoTime();
-    Proc.Result r = execIn(hv, xml, Duration.ofSeconds(90), "env", "-i", PATH, "LC_ALL=C",
-        "UNCLOUD_HOOK_CONFIG=" + config, java, "-jar", jar().toString(), "hook", domain, op, subop,
-        extra);
+    List<String> argv = new ArrayList<>(List.of("env", "-i", PATH, "LC_ALL=C", "UNCLOUD_HOOK_CONFIG=" + config, java));
+    argv.addAll(InstalledLauncher.jvmFlags());
+    argv.addAll(List.of("-jar", jar().toString(), "hook", domain, op, subop, extra));
+    Proc.Result r = execIn(hv, xml, Duration.ofSeconds(90), argv.toArray(String[]::new));
     System.err.printf("hook %s %s %s: exit %d, %d ms%n", domain, op, subop, r.exit(),
         (System.nanoTime() - t0) / 1_000_000);
     return r;

@@ -31,6 +31,9 @@ public final class TwoHostLab implements AutoCloseable {
   public static final String OBS4 = "198.51.100.200";
   public static final String OBS6 = "2001:db8:0:1::200";
   public static final String OBS_MAC = "02:00:00:75:63:c8";
+  /** The hosts' br0 MACs (fixed, see {@link #build}). */
+  public static final String BRIDGE_MAC_A = "02:00:00:75:63:a1";
+  public static final String BRIDGE_MAC_B = "02:00:00:75:63:b2";
 
   private final String prefix;
   private final Path dir;
@@ -87,8 +90,13 @@ public final class TwoHostLab implements AutoCloseable {
         "netns", obs).check();
     for (LibvirtHost h : List.of(a, b)) {
       String ul = prefix + (h == a ? "-ula" : "-ulb");
-      // no STP delay; no multicast snooping: every port sees all multicast (NDP, MLD) deterministically
-      h.ip("link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0", "mcast_snooping", "0");
+      // A fixed bridge MAC: a bridge without one takes its lowest port's MAC, and changes it when a port
+      // joins. The underlay veth's MAC is random; when it is above the guest tap's fe:54:00:.. (about 1
+      // run in 100), B's br0 takes the tap's MAC as the guest migrates in, which is also the MAC of the
+      // guest's tap on A: A then delivers its frames to B locally and the migration connection times out.
+      // No STP delay; no multicast snooping: every port sees all multicast (NDP, MLD) deterministically.
+      h.ip("link", "add", BRIDGE, "address", h == a ? BRIDGE_MAC_A : BRIDGE_MAC_B, "type", "bridge", "stp_state", "0",
+          "forward_delay", "0", "mcast_snooping", "0");
       h.ip("link", "set", ul, "master", BRIDGE);
       h.ip("link", "set", ul, "up");
       h.ip("addr", "add", h.listenAddress() + "/24", "dev", BRIDGE);
