@@ -122,7 +122,7 @@ final class DoctorCommand implements Callable<Integer> {
     checks.add(Checks.config(configPath, source, host.file(configPath).exists(), cfg, cfgError));
     if (stateDir != null) {
       cfg = new Config(cfg.backend(), cfg.unlisted(), cfg.linkLocalAny(), cfg.dhcpClient(), stateDir, cfg.logFile(),
-          cfg.lockTimeoutSeconds(), cfg.nft());
+          cfg.lockTimeoutSeconds(), cfg.nft(), cfg.etcd());
     }
 
     // libvirtd noticed the hook

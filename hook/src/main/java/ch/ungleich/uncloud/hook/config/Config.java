@@ -19,6 +19,7 @@ import java.util.Map;
  * @param logFile where the hook appends its log lines besides stderr; empty for none
  * @param lockTimeoutSeconds how long a call waits for another one holding the host lock
  * @param nft the nft binary
+ * @param etcd {@code source} and the {@code etcd_*} settings: where a domain's addresses come from
  */
 public record Config(
     String backend,
@@ -28,7 +29,8 @@ public record Config(
     String stateDir,
     String logFile,
     int lockTimeoutSeconds,
-    String nft) {
+    String nft,
+    EtcdSettings etcd) {
 
   public static final String DEFAULT_PATH = "/etc/uncloud-hook/uncloud-hook.conf";
   public static final String ENV = "UNCLOUD_HOOK_CONFIG";
@@ -48,6 +50,7 @@ public record Config(
     v.put("log_file", "/var/log/uncloud-hook.log");
     v.put("lock_timeout", "30");
     v.put("nft", "/usr/sbin/nft");
+    EtcdSettings.putDefaults(v);
     String[] lines = text.split("\n", -1);
     for (int n = 0; n < lines.length; n++) {
       String line = lines[n].strip();
@@ -73,7 +76,8 @@ public record Config(
         absolute(where, "state_dir", v.get("state_dir"), false),
         absolute(where, "log_file", v.get("log_file"), true),
         seconds(where, v.get("lock_timeout")),
-        absolute(where, "nft", v.get("nft"), false));
+        absolute(where, "nft", v.get("nft"), false),
+        EtcdSettings.of(where, v));
   }
 
   private static String unquote(String s) {
@@ -83,7 +87,7 @@ public record Config(
     return s;
   }
 
-  private static String oneOf(String where, String key, Map<String, String> v, String... allowed) {
+  static String oneOf(String where, String key, Map<String, String> v, String... allowed) {
     String value = v.get(key);
     for (String a : allowed) {
       if (a.equals(value)) {
@@ -94,7 +98,7 @@ public record Config(
         where + ": " + key + " = '" + value + "' is not one of " + String.join(", ", allowed));
   }
 
-  private static String absolute(String where, String key, String value, boolean emptyOk) {
+  static String absolute(String where, String key, String value, boolean emptyOk) {
     if (value.isEmpty() && emptyOk) {
       return value;
     }

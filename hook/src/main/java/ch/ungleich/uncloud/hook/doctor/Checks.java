@@ -5,8 +5,8 @@ import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.config.Config;
 import ch.ungleich.uncloud.hook.host.DomainView;
 import ch.ungleich.uncloud.hook.host.LinuxHost.FileInfo;
-import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
+import ch.ungleich.uncloud.hook.source.AddressSource;
 import ch.ungleich.uncloud.hook.model.IpPrefix;
 import ch.ungleich.uncloud.hook.model.Mode;
 import ch.ungleich.uncloud.hook.model.NicPolicy;
@@ -417,6 +417,7 @@ public final class Checks {
   public static List<Check> nwfilterDrift(List<DomainView> views, Config c) {
     List<Check> out = new ArrayList<>();
     int nics = 0;
+    AddressSource src = AddressSource.of(c);
     for (DomainView d : views) {
       if (d.active() && d.policy() != null && d.live() != null) {
         try {
@@ -432,7 +433,7 @@ public final class Checks {
       }
       if (d.config() != null && d.configError() == null) {
         try {
-          DomainPolicy p = PolicyBuilder.build(d.config(), c);
+          DomainPolicy p = src.policy(d.config());
           List<NwfilterBackend.NicChange> plan = NwfilterBackend.plan(p, d.config(), true);
           if (!NwfilterBackend.inSync(plan)) {
             out.add(Check.warn("drift", d.name() + " (persistent)",
