@@ -20,6 +20,7 @@ import java.time.Instant;
 import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 import java.util.function.Function;
 
@@ -615,6 +616,31 @@ public final class Checks {
     List<FileInfo> out = new ArrayList<>();
     out.add(a);
     out.addAll(b);
+    return out;
+  }
+
+  /**
+   * {@code source = etcd}: every endpoint's answer ({@code version ...} or {@code unreachable: ...}; FAIL
+   * when none answers, WARN for each one down while others answer) and the running domains without a
+   * key (WARN: they get {@code unlisted}). Invalid values fail in {@link #domains}, disagreement with
+   * what is installed in the drift checks, as for the metadata.
+   */
+  public static List<Check> etcd(Map<String, String> endpoints, Map<String, String> missingKeys, String unlisted) {
+    List<Check> out = new ArrayList<>();
+    boolean any = endpoints.values().stream().anyMatch(v -> v.startsWith("version"));
+    endpoints.forEach((e, v) -> {
+      if (v.startsWith("version")) {
+        out.add(Check.pass("etcd-endpoint", e, "etcd " + v));
+      } else if (any) {
+        out.add(Check.warn("etcd-endpoint", e, v + "; the hook asks the next endpoint", "start that etcd member, or"
+            + " drop it from etcd_endpoints"));
+      } else {
+        out.add(Check.fail("etcd-endpoint", e, v + "; no endpoint answers: the hook refuses every start and migration",
+            "start the etcd cluster, or correct etcd_endpoints"));
+      }
+    });
+    missingKeys.forEach((name, key) -> out.add(Check.warn("etcd-key", name, "no key " + key + ": every NIC gets unlisted = "
+        + unlisted, "uncloud-hook etcd put " + name + " --file VALUE (or have the VM manager write it)")));
     return out;
   }
 }

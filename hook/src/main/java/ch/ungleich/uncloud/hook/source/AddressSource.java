@@ -6,6 +6,7 @@ import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
 import ch.ungleich.uncloud.libvirtxml.domain.Domain;
 import ch.ungleich.uncloud.libvirtxml.domain.Metadata;
+import ch.ungleich.uncloud.libvirtxml.firewall.Firewall;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.ConcurrentHashMap;
@@ -75,13 +76,18 @@ public final class AddressSource {
       throw UncloudException.invalid((d.name == null ? "(unnamed)" : d.name) + ": no domain name for its etcd key");
     }
     String value = read.computeIfAbsent(key, k -> Optional.ofNullable(etcd.get(k))).orElse(null);
+    return with(d, value == null ? null : EtcdValue.parse(value, d, key));
+  }
+
+  /** A copy of the domain whose metadata element is {@code fw} (null: none). */
+  public static Domain with(Domain d, Firewall fw) {
     Domain out = new Domain();
     out.type = d.type;
     out.name = d.name;
     out.uuid = d.uuid;
     out.devices = d.devices;
     out.metadata = new Metadata();
-    out.metadata.firewall = value == null ? null : EtcdValue.parse(value, d, key);
+    out.metadata.firewall = fw;
     return out;
   }
 }
