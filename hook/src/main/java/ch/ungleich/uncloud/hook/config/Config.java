@@ -1,6 +1,7 @@
 package ch.ungleich.uncloud.hook.config;
 
 import ch.ungleich.uncloud.hook.UncloudException;
+import ch.ungleich.uncloud.hook.model.VmTaps;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
@@ -19,6 +20,8 @@ import java.util.Map;
  * @param logFile where the hook appends its log lines besides stderr; empty for none
  * @param lockTimeoutSeconds how long a call waits for another one holding the host lock
  * @param nft the nft binary
+ * @param vmTaps {@code vm_taps}: which bridge ports are VM taps, dropped while they have no rules
+ *     (default {@code vnet*}; {@code none}: no guard); see {@link VmTaps}
  * @param etcd {@code source} and the {@code etcd_*} settings: where a domain's addresses come from
  */
 public record Config(
@@ -30,6 +33,7 @@ public record Config(
     String logFile,
     int lockTimeoutSeconds,
     String nft,
+    VmTaps vmTaps,
     EtcdSettings etcd) {
 
   public static final String DEFAULT_PATH = "/etc/uncloud-hook/uncloud-hook.conf";
@@ -50,6 +54,7 @@ public record Config(
     v.put("log_file", "/var/log/uncloud-hook.log");
     v.put("lock_timeout", "30");
     v.put("nft", "/usr/sbin/nft");
+    v.put("vm_taps", VmTaps.DEFAULT);
     EtcdSettings.putDefaults(v);
     String[] lines = text.split("\n", -1);
     for (int n = 0; n < lines.length; n++) {
@@ -77,6 +82,7 @@ public record Config(
         absolute(where, "log_file", v.get("log_file"), true),
         seconds(where, v.get("lock_timeout")),
         absolute(where, "nft", v.get("nft"), false),
+        vmTaps(where, v.get("vm_taps")),
         EtcdSettings.of(where, v));
   }
 
@@ -106,6 +112,14 @@ public record Config(
       throw UncloudException.invalid(where + ": " + key + " must be an absolute path, got '" + value + "'");
     }
     return value;
+  }
+
+  private static VmTaps vmTaps(String where, String value) {
+    try {
+      return VmTaps.parse(value);
+    } catch (IllegalArgumentException e) {
+      throw UncloudException.invalid(where + ": vm_taps: " + e.getMessage());
+    }
   }
 
   private static int seconds(String where, String value) {
