@@ -234,6 +234,12 @@ final class FrameMatrix {
     String ll = "IPv6(src=LL, dst='ff02::1', hlim=255)";
     c.add(vm("frag-ra-behind-destopt-cut-in-first-fragment", DROPPED,
         firstFragment(ALL_NODES, ll, 60, RA_BEHIND_LONG_DESTOPT, 64)));
+    // the same first fragment (IPv6 payload length 72), padded after the IPv6 packet so that a filter
+    // that reads past the packet's end finds an echo request where the upper-layer header should be;
+    // receivers discard the padding
+    c.add(vm("frag-ra-behind-destopt-cut-padded-with-fake-header", DROPPED, ALL_NODES
+        + "IPv6(src=LL, dst='ff02::1', hlim=255, plen=72)/IPv6ExtHdrFragment(nh=60, offset=0, m=1, id=0x711e)"
+        + "/Raw(bytes(" + RA_BEHIND_LONG_DESTOPT + ")[:64] + bytes(144) + b'\\x80\\x00\\x00\\x00')"));
     c.add(vm("frag-ra-first-fragment-ends-at-fragment-header", DROPPED,
         firstFragment(ALL_NODES, ll, 58, RA, 0)));
     c.add(vm("frag-ra-first-fragment-4-bytes-of-icmpv6", DROPPED,

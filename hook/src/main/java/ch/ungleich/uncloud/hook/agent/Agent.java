@@ -89,7 +89,7 @@ public final class Agent {
     log.toFile(config.logFile());
     this.nft = new ProcessNftRunner(config.nft());
     this.store = new StateStore(config.stateDir(), config.lockTimeoutSeconds());
-    this.rules = new Rules(store, nft);
+    this.rules = new Rules(store, nft, config.vmTaps(), host::links);
     this.runner = new Runner(this::sync, MIN_INTERVAL_MS, SETTLE_MS, config.agentResyncSeconds() * 1000L, 200, 5_000);
   }
 
@@ -309,7 +309,7 @@ public final class Agent {
     } else {
       views = List.copyOf(known.values());
     }
-    ReconcilePlan p = new Reconcile(DomainView.desired(views), nft, store, host::linkMac).apply();
+    ReconcilePlan p = new Reconcile(DomainView.desired(views), nft, store, host::linkMac, config.vmTaps()).apply();
     long now = System.currentTimeMillis();
     for (DomainView v : views) {
       record(v, now);

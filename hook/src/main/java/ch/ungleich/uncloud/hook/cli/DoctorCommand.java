@@ -2,21 +2,26 @@ package ch.ungleich.uncloud.hook.cli;
 
 import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.config.Config;
-import ch.ungleich.uncloud.hook.engine.Reconcile;
 import ch.ungleich.uncloud.hook.doctor.Check;
 import ch.ungleich.uncloud.hook.doctor.Checks;
 import ch.ungleich.uncloud.hook.doctor.Launcher;
+import ch.ungleich.uncloud.hook.engine.Reconcile;
+import ch.ungleich.uncloud.hook.host.DomainView;
 import ch.ungleich.uncloud.hook.host.LinuxHost;
 import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
 import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
 import ch.ungleich.uncloud.hook.nft.NftBackend;
+import ch.ungleich.uncloud.hook.nft.NftGuard;
 import ch.ungleich.uncloud.hook.nft.NftJson;
 import ch.ungleich.uncloud.hook.nft.NftRunner;
+import ch.ungleich.uncloud.hook.nft.NftScript;
 import ch.ungleich.uncloud.hook.nft.NftState;
 import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
 import ch.ungleich.uncloud.hook.nft.ReconcilePlan;
 import ch.ungleich.uncloud.hook.nwfilter.Templates;
+import ch.ungleich.uncloud.hook.source.AddressSource;
+import ch.ungleich.uncloud.hook.source.EtcdClient;
 import ch.ungleich.uncloud.hook.state.AgentStatus;
 import ch.ungleich.uncloud.hook.state.StateStore;
 import ch.ungleich.uncloud.libvirtxml.LibvirtXml;
@@ -123,7 +128,7 @@ final class DoctorCommand implements Callable<Integer> {
     checks.add(Checks.config(configPath, source, host.file(configPath).exists(), cfg, cfgError));
     if (stateDir != null) {
       cfg = new Config(cfg.backend(), cfg.unlisted(), cfg.linkLocalAny(), cfg.dhcpClient(), stateDir, cfg.logFile(),
-          cfg.lockTimeoutSeconds(), cfg.nft(), cfg.agentResyncSeconds());
+          cfg.lockTimeoutSeconds(), cfg.nft(), cfg.vmTaps(), cfg.etcd(), cfg.agentResyncSeconds());
     }
 
     // libvirtd noticed the hook
@@ -159,7 +164,7 @@ final class DoctorCommand implements Callable<Integer> {
       boolean sample = policies.stream().noneMatch(p -> p.nics().stream().anyMatch(n -> n.hasChain()));
       NftState canonical = null;
       try {
-        canonical = NftJson.parse(nft.canonical(NftBackend.desiredScript(sample ? List.of(samplePolicy(cfg)) : policies)));
+        canonical = NftJson.parse(nft.canonical(NftBackend.desiredScript(sample ? List.of(samplePolicy(cfg)) : policies, cfg.vmTaps().patterns())));
         checks.add(Checks.nftKernel(null, canonical.chains().size() - 1, sample));
       } catch (UncloudException e) {
         checks.add(Checks.nftKernel(e.getMessage(), 0, sample));
@@ -168,7 +173,7 @@ final class DoctorCommand implements Callable<Integer> {
         checks.addAll(Checks.domains(inv.domains, cfg, host::linkMac, common.uri()));
         if (canonical != null) {
           try {
-            Reconcile r = new Reconcile(inv.desired(), nft, new StateStore(cfg.stateDir(), cfg.lockTimeoutSeconds()), host::linkMac);
+            Reconcile r = new Reconcile(inv.desired(), nft, new StateStore(cfg.stateDir(), cfg.lockTimeoutSeconds()), host::linkMac, cfg.vmTaps());
             // the kernel check loaded the running domains' desired ruleset already: compare with that
             ReconcilePlan plan = sample ? r.plan() : r.plan(canonical);
             int filtered = 0;
@@ -176,6 +181,7 @@ final class DoctorCommand implements Callable<Integer> {
               filtered += (int) p.nics().stream().filter(n -> n.hasChain()).count();
             }
             checks.addAll(Checks.drift(plan, filtered));
+            checks.addAll(guard(cfg, configPath, nft, host, filtered));
           } catch (UncloudException e) {
             checks.add(Check.fail("drift", null, "cannot compare: " + e.getMessage(), "run doctor as root where the hook runs"));
           }
@@ -196,16 +202,10 @@ final class DoctorCommand implements Callable<Integer> {
     if (inv != null) {
       checks.addAll(Checks.conflicts(inv.domains));
     }
-    {
-      AgentStatus agent = null;
-      try {
-        agent = AgentStatus.read(cfg.stateDir()).orElse(null);
-      } catch (IllegalStateException e) {
-        // unreadable: reported as no agent
-      }
-      boolean alive = agent != null && ProcessHandle.of(agent.pid()).map(ProcessHandle::isAlive).orElse(false);
-      checks.add(Checks.agent(agent, alive, common.uri(), System.currentTimeMillis(), cfg.agentResyncSeconds()));
+    if (cfg.etcd().etcd()) {
+      checks.addAll(etcdChecks(cfg, inv));
     }
+    checks.add(agentCheck(cfg));
     checks.addAll(Checks.bridgeNfCall(host.sysctl("net.bridge.bridge-nf-call-iptables"), host.sysctl("net.bridge.bridge-nf-call-ip6tables")));
 
     int code = Checks.exitCode(checks);
@@ -230,7 +230,53 @@ final class DoctorCommand implements Callable<Integer> {
     return code;
   }
 
+  /** source = etcd: each endpoint, and the running domains that have no key. */
+  private static List<Check> etcdChecks(Config cfg, Inventory inv) {
+    EtcdClient etcd = new EtcdClient(cfg.etcd());
+    Map<String, String> endpoints = new LinkedHashMap<>();
+    cfg.etcd().endpoints().forEach(e -> endpoints.put(e, etcd.status(e)));
+    Map<String, String> missing = new LinkedHashMap<>();
+    if (inv != null && endpoints.values().stream().anyMatch(v -> v.startsWith("version"))) {
+      for (DomainView d : inv.running()) {
+        if (d.live() != null && d.policy() != null) {
+          String key = AddressSource.key(d.live(), cfg);
+          try {
+            if (etcd.get(key) == null) {
+              missing.put(d.name(), key);
+            }
+          } catch (UncloudException e) {
+            break; // the endpoint checks say it
+          }
+        }
+      }
+    }
+    return Checks.etcd(endpoints, missing, cfg.unlisted());
+  }
+
+  /** The agent check from state_dir/agent.json (an unreadable file counts as none). */
+  private Check agentCheck(Config cfg) {
+    AgentStatus agent = null;
+    try {
+      agent = AgentStatus.read(cfg.stateDir()).orElse(null);
+    } catch (IllegalStateException e) {
+      // unreadable: reported as no agent
+    }
+    boolean alive = agent != null && ProcessHandle.of(agent.pid()).map(ProcessHandle::isAlive).orElse(false);
+    return Checks.agent(agent, alive, common.uri(), System.currentTimeMillis(), cfg.agentResyncSeconds());
+  }
+
   /** A NIC with documentation addresses: what the kernel check loads when no domain runs. */
+  /** The vm_taps guard check: what the dispatch chain has, which taps sit on bridges, which have elements. */
+  private static List<Check> guard(Config cfg, String configPath, NftRunner nft, LinuxHost host, int filtered) {
+    NftState table = Reconcile.observe(nft);
+    List<String> installed = null;
+    if (table.chain(NftScript.BASE_CHAIN) != null) {
+      installed = NftGuard.installed(nft.run("list", "chain", NftScript.FAMILY, NftScript.TABLE, NftScript.BASE_CHAIN));
+    }
+    Set<String> elements = table.ports() == null ? Set.of() : table.ports().elements().keySet();
+    return Checks.guard(cfg.vmTaps(), configPath, installed, host.bridgeTaps(), elements, filtered);
+  }
+
   private static DomainPolicy samplePolicy(Config cfg) {
     String xml = "<domain type='kvm'><name>doctor-sample</name><uuid>00000000-0000-4000-8000-000000000000</uuid>"
         + "<metadata><uc:firewall xmlns:uc='https://ungleich.ch/uncloud/hook/1'><uc:interface mac='52:54:00:00:00:01'>"

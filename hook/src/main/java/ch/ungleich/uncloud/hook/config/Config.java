@@ -1,6 +1,7 @@
 package ch.ungleich.uncloud.hook.config;
 
 import ch.ungleich.uncloud.hook.UncloudException;
+import ch.ungleich.uncloud.hook.model.VmTaps;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
@@ -19,6 +20,9 @@ import java.util.Map;
  * @param logFile where the hook appends its log lines besides stderr; empty for none
  * @param lockTimeoutSeconds how long a call waits for another one holding the host lock
  * @param nft the nft binary
+ * @param vmTaps {@code vm_taps}: which bridge ports are VM taps, dropped while they have no rules
+ *     (default {@code vnet*}; {@code none}: no guard); see {@link VmTaps}
+ * @param etcd {@code source} and the {@code etcd_*} settings: where a domain's addresses come from
  * @param agentResyncSeconds {@code agent_resync}: how often {@code uncloud-hook agent} compares the
  *     whole host with libvirt when no event came (the backstop for missed events); default 30
  */
@@ -31,6 +35,8 @@ public record Config(
     String logFile,
     int lockTimeoutSeconds,
     String nft,
+    VmTaps vmTaps,
+    EtcdSettings etcd,
     int agentResyncSeconds) {
 
   public static final String DEFAULT_PATH = "/etc/uncloud-hook/uncloud-hook.conf";
@@ -51,6 +57,8 @@ public record Config(
     v.put("log_file", "/var/log/uncloud-hook.log");
     v.put("lock_timeout", "30");
     v.put("nft", "/usr/sbin/nft");
+    v.put("vm_taps", VmTaps.DEFAULT);
+    EtcdSettings.putDefaults(v);
     v.put("agent_resync", "30");
     String[] lines = text.split("\n", -1);
     for (int n = 0; n < lines.length; n++) {
@@ -78,6 +86,8 @@ public record Config(
         absolute(where, "log_file", v.get("log_file"), true),
         seconds(where, "lock_timeout", v.get("lock_timeout")),
         absolute(where, "nft", v.get("nft"), false),
+        vmTaps(where, v.get("vm_taps")),
+        EtcdSettings.of(where, v),
         seconds(where, "agent_resync", v.get("agent_resync")));
   }
 
@@ -88,7 +98,7 @@ public record Config(
     return s;
   }
 
-  private static String oneOf(String where, String key, Map<String, String> v, String... allowed) {
+  static String oneOf(String where, String key, Map<String, String> v, String... allowed) {
     String value = v.get(key);
     for (String a : allowed) {
       if (a.equals(value)) {
@@ -99,7 +109,7 @@ public record Config(
         where + ": " + key + " = '" + value + "' is not one of " + String.join(", ", allowed));
   }
 
-  private static String absolute(String where, String key, String value, boolean emptyOk) {
+  static String absolute(String where, String key, String value, boolean emptyOk) {
     if (value.isEmpty() && emptyOk) {
       return value;
     }
@@ -107,6 +117,14 @@ public record Config(
       throw UncloudException.invalid(where + ": " + key + " must be an absolute path, got '" + value + "'");
     }
     return value;
+  }
+
+  private static VmTaps vmTaps(String where, String value) {
+    try {
+      return VmTaps.parse(value);
+    } catch (IllegalArgumentException e) {
+      throw UncloudException.invalid(where + ": vm_taps: " + e.getMessage());
+    }
   }
 
   private static int seconds(String where, String key, String value) {

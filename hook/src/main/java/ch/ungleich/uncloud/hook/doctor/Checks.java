@@ -5,11 +5,13 @@ import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.config.Config;
 import ch.ungleich.uncloud.hook.host.DomainView;
 import ch.ungleich.uncloud.hook.host.LinuxHost.FileInfo;
-import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
+import ch.ungleich.uncloud.hook.source.AddressSource;
 import ch.ungleich.uncloud.hook.model.IpPrefix;
 import ch.ungleich.uncloud.hook.model.Mode;
 import ch.ungleich.uncloud.hook.model.NicPolicy;
+import ch.ungleich.uncloud.hook.model.VmTaps;
+import ch.ungleich.uncloud.hook.nft.NftBackend;
 import ch.ungleich.uncloud.hook.nft.ReconcilePlan;
 import ch.ungleich.uncloud.hook.nwfilter.FilterXml;
 import ch.ungleich.uncloud.hook.nwfilter.NwfilterBackend;
@@ -21,6 +23,7 @@ import java.time.Instant;
 import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 import java.util.function.Function;
 
@@ -364,6 +367,9 @@ public final class Checks {
         // no NIC needs the table yet (fresh install, no VM): the hook creates it at the first start
         continue;
       }
+      if (c.action().equals("prelude") && c.detail().startsWith(NftBackend.GUARD_MISSING)) {
+        continue; // the guard check says it, with what it means
+      }
       switch (c.action()) {
         case "remove" -> {
           stale = true;
@@ -381,6 +387,61 @@ public final class Checks {
     }
     if (!stale) {
       out.add(Check.pass("stale", null, "no leftover rules for taps or domains that are gone"));
+    }
+    return out;
+  }
+
+  /**
+   * The vm_taps guard (nft backend): configured, in the dispatch chain, and covering every tap on a
+   * bridge. A tap on a bridge whose name matches no pattern and that has no element is a VM NIC our
+   * table does not know: it forwards unfiltered.
+   *
+   * @param installed the guard patterns of the dispatch chain, null when there is no dispatch chain
+   * @param bridgeTaps tap devices (tun/tap) enslaved to a bridge, name to bridge
+   * @param elements the map's elements
+   * @param filteredNics NICs of running domains that have rules; 0: no table needed yet
+   */
+  public static List<Check> guard(
+      VmTaps taps, String configPath, List<String> installed, java.util.Map<String, String> bridgeTaps,
+      Set<String> elements, int filteredNics) {
+    List<Check> out = new ArrayList<>();
+    if (taps.isOff()) {
+      out.add(Check.warn("guard", null, "vm_taps = none: a VM tap without rules (a hot-plugged NIC) is forwarded unfiltered",
+          "set 'vm_taps = " + VmTaps.DEFAULT + "' in " + configPath + ", then run: uncloud-hook reconcile"));
+    } else if (installed == null && filteredNics == 0) {
+      out.add(Check.pass("guard", null, "vm_taps = " + taps.text() + "; no table yet: the first VM start adds the guard"));
+    } else {
+      List<String> missing = new ArrayList<>(taps.patterns());
+      if (installed != null) {
+        missing.removeAll(installed);
+      }
+      if (!missing.isEmpty()) {
+        out.add(Check.warn("guard", "table bridge uncloud", "vm_taps guard for " + String.join(", ", missing)
+            + " is not installed: a VM tap without rules (a hot-plugged NIC) is forwarded unfiltered (a hook call"
+            + " leaves it out while a running VM's tap has no rules)", "uncloud-hook reconcile"));
+      }
+    }
+    for (java.util.Map.Entry<String, String> t : new java.util.TreeMap<>(bridgeTaps).entrySet()) {
+      String tap = t.getKey();
+      if (taps.matches(tap) || elements.contains(tap)) {
+        continue;
+      }
+      String prefix = tap.replaceFirst("[0-9]+$", "") + "*";
+      String suggest;
+      try {
+        VmTaps.parse(prefix);
+        suggest = prefix;
+      } catch (IllegalArgumentException e) {
+        suggest = tap;
+      }
+      out.add(Check.warn("guard", tap + " (bridge " + t.getValue() + ")",
+          "tap on a bridge matches no vm_taps pattern and has no rules: a VM NIC there is forwarded unfiltered",
+          "add it to vm_taps in " + configPath + " (vm_taps = " + (taps.isOff() ? "" : taps.text() + ", ") + suggest
+              + "), then run: uncloud-hook reconcile"));
+    }
+    if (out.isEmpty()) {
+      out.add(Check.pass("guard", null, "vm_taps guard " + taps.text() + " installed: a VM tap without rules is dropped;"
+          + " every tap on a bridge matches it or has rules"));
     }
     return out;
   }
@@ -418,6 +479,7 @@ public final class Checks {
   public static List<Check> nwfilterDrift(List<DomainView> views, Config c) {
     List<Check> out = new ArrayList<>();
     int nics = 0;
+    AddressSource src = AddressSource.of(c);
     for (DomainView d : views) {
       if (d.active() && d.policy() != null && d.live() != null) {
         try {
@@ -433,7 +495,7 @@ public final class Checks {
       }
       if (d.config() != null && d.configError() == null) {
         try {
-          DomainPolicy p = PolicyBuilder.build(d.config(), c);
+          DomainPolicy p = src.policy(d.config());
           List<NwfilterBackend.NicChange> plan = NwfilterBackend.plan(p, d.config(), true);
           if (!NwfilterBackend.inSync(plan)) {
             out.add(Check.warn("drift", d.name() + " (persistent)",
@@ -659,6 +721,31 @@ public final class Checks {
     List<FileInfo> out = new ArrayList<>();
     out.add(a);
     out.addAll(b);
+    return out;
+  }
+
+  /**
+   * {@code source = etcd}: every endpoint's answer ({@code version ...} or {@code unreachable: ...}; FAIL
+   * when none answers, WARN for each one down while others answer) and the running domains without a
+   * key (WARN: they get {@code unlisted}). Invalid values fail in {@link #domains}, disagreement with
+   * what is installed in the drift checks, as for the metadata.
+   */
+  public static List<Check> etcd(Map<String, String> endpoints, Map<String, String> missingKeys, String unlisted) {
+    List<Check> out = new ArrayList<>();
+    boolean any = endpoints.values().stream().anyMatch(v -> v.startsWith("version"));
+    endpoints.forEach((e, v) -> {
+      if (v.startsWith("version")) {
+        out.add(Check.pass("etcd-endpoint", e, "etcd " + v));
+      } else if (any) {
+        out.add(Check.warn("etcd-endpoint", e, v + "; the hook asks the next endpoint", "start that etcd member, or"
+            + " drop it from etcd_endpoints"));
+      } else {
+        out.add(Check.fail("etcd-endpoint", e, v + "; no endpoint answers: the hook refuses every start and migration",
+            "start the etcd cluster, or correct etcd_endpoints"));
+      }
+    });
+    missingKeys.forEach((name, key) -> out.add(Check.warn("etcd-key", name, "no key " + key + ": every NIC gets unlisted = "
+        + unlisted, "uncloud-hook etcd put " + name + " --file VALUE (or have the VM manager write it)")));
     return out;
   }
 }

@@ -5,6 +5,7 @@ import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.config.Config;
 import ch.ungleich.uncloud.hook.config.ConfigFile;
 import ch.ungleich.uncloud.hook.engine.Rules;
+import ch.ungleich.uncloud.hook.host.LinuxHost;
 import ch.ungleich.uncloud.hook.log.Log;
 import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
@@ -12,6 +13,7 @@ import ch.ungleich.uncloud.hook.nft.NftRunner;
 import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
 import ch.ungleich.uncloud.hook.nwfilter.FilterrefRewriter;
 import ch.ungleich.uncloud.hook.nwfilter.NwfilterBackend;
+import ch.ungleich.uncloud.hook.source.AddressSource;
 import ch.ungleich.uncloud.hook.state.Plan;
 import ch.ungleich.uncloud.hook.state.StateStore;
 import ch.ungleich.uncloud.libvirtxml.DomainReader;
@@ -56,6 +58,8 @@ public final class HookMain {
   private final PrintStream err;
   private final Function<Config, NftRunner> runners;
   private final Log log;
+  private AddressSource injected;
+  private AddressSource source;
 
   /** For calls whose stdout nobody reads (tests of the other operations): stdout is discarded. */
   public HookMain(Map<String, String> env, PrintStream err, Function<Config, NftRunner> runners) {
@@ -76,6 +80,12 @@ public final class HookMain {
     return new HookMain(System.getenv(), out, err, c -> new ProcessNftRunner(c.nft())).run(args, in);
   }
 
+  /** The address source to use instead of the one the settings name (hook-batch: one for every call). */
+  HookMain source(AddressSource s) {
+    this.injected = s;
+    return this;
+  }
+
   /** Runs one hook call; args are libvirt's (without our leading {@code hook}). */
   public int run(String[] args, InputStream in) {
     String domain = args.length > 0 ? args[0] : "";
@@ -94,6 +104,7 @@ public final class HookMain {
     try {
       config = ConfigFile.load(env);
       log.toFile(config.logFile());
+      source = injected != null ? injected : AddressSource.of(config);
     } catch (UncloudException e) {
       return fail(event, domain, e);
     }
@@ -154,7 +165,7 @@ public final class HookMain {
   }
 
   private DomainPolicy policy(Domain d, Config config) {
-    DomainPolicy p = PolicyBuilder.build(d, config);
+    DomainPolicy p = source.policy(d);
     for (String w : p.warnings()) {
       log.warn(w);
     }
@@ -220,6 +231,9 @@ public final class HookMain {
   private void apply(DomainPolicy p, Config config, String event) {
     Plan plan = rules(config).start(p);
     log.info(p.name() + " " + event + ": filtering " + plan.claim().keySet() + ", released " + plan.release());
+    if (plan.note() != null) {
+      log.warn(p.name() + " " + event + ": " + plan.note());
+    }
   }
 
   private void remove(String xml, String domain, Config config, String event, String extra) {
@@ -230,7 +244,8 @@ public final class HookMain {
   }
 
   private Rules rules(Config config) {
-    return new Rules(new StateStore(config.stateDir(), config.lockTimeoutSeconds()), runners.apply(config));
+    return new Rules(new StateStore(config.stateDir(), config.lockTimeoutSeconds()), runners.apply(config),
+        config.vmTaps(), new LinuxHost()::links);
   }
 
   /**
