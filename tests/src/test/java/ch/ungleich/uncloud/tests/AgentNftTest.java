@@ -161,6 +161,33 @@ class AgentNftTest extends AgentSuite {
     }
   }
 
+  /**
+   * Something that keeps deleting our table (8 times, each right after the restore): from the 6th
+   * deletion within 10 s the agent waits before restoring (1 s, then 2 s, ...), says so loudly, and
+   * doctor shows it; in the end the rules are back.
+   */
+  @Test
+  @Order(7)
+  void aToolThatKeepsDeletingOurTableIsNotFoughtForever() {
+    String tap = tap();
+    sleepMs(10_000); // a fresh window for the fight guard
+    List<Double> restores = new ArrayList<>();
+    for (int i = 0; i < 8; i++) {
+      long t0 = Observer.nowNs();
+      a.exec("nft", "delete", "table", "bridge", "uncloud").check();
+      restores.add((awaitProtected(tap, t0, 20_000) - t0) / 1e6);
+    }
+    report("table deleted 8 times in a row, restored after (ms): %s", restores);
+    assertTrue(restores.subList(0, 5).stream().allMatch(x -> x <= 1000), "the first five at once: " + restores);
+    assertTrue(restores.get(5) >= 900 && restores.get(6) >= 1900, "then 1 s, 2 s ...: " + restores);
+    awaitLog("something keeps deleting table bridge uncloud", 0, 5_000);
+    assertTrue(agentJson().contains("something keeps deleting"), agentJson());
+    Cmd.Result d = cli("doctor");
+    String line = d.out().lines().filter(l -> l.matches("\\S+\\s+agent\\s.*")).findFirst().orElse("(none)");
+    report("doctor: %s", line);
+    assertTrue(line.startsWith("WARN") && line.contains("keeps deleting"), d.out());
+  }
+
   static String mw(List<Double> xs) {
     List<Double> s = xs.stream().sorted().toList();
     double med = s.size() % 2 == 1 ? s.get(s.size() / 2) : (s.get(s.size() / 2 - 1) + s.get(s.size() / 2)) / 2;
