@@ -315,7 +315,10 @@ public final class Agent {
       record(v, now);
     }
     lastResyncMs = now;
-    lastError = null;
+    if (!fight.fighting(now)) {
+      // the warning about a tool that keeps deleting our table stays until it stopped for 10 s
+      lastError = null;
+    }
     // a removal the agent's own transaction caused (its flush of the dispatch chain) ends here with
     // nothing to change: not an action, no line
     if (!p.isEmpty() || reason.equals("connected")) {

@@ -23,7 +23,7 @@ final class FightGuard {
   }
 
   /** Our table was deleted at {@code nowMs}: how long the restore must wait (0: at once). */
-  long deleted(long nowMs) {
+  synchronized long deleted(long nowMs) {
     while (!deletions.isEmpty() && deletions.peekFirst() <= nowMs - windowMs) {
       deletions.removeFirst();
     }
@@ -38,8 +38,13 @@ final class FightGuard {
     return delayMs;
   }
 
+  /** Whether more than {@code limit} deletions fall in the window ending at {@code nowMs}. */
+  synchronized boolean fighting(long nowMs) {
+    return recent(nowMs) > limit;
+  }
+
   /** Deletions within the window ending at {@code nowMs}. */
-  int recent(long nowMs) {
+  synchronized int recent(long nowMs) {
     return (int) deletions.stream().filter(t -> t > nowMs - windowMs).count();
   }
 }

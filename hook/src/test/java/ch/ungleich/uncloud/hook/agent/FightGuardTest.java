@@ -1,6 +1,8 @@
 package ch.ungleich.uncloud.hook.agent;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import org.junit.jupiter.api.Test;
 
@@ -17,6 +19,8 @@ class FightGuardTest {
     assertEquals(8000, g.deleted(1900));
     assertEquals(8000, g.deleted(2000));
     assertEquals(10, g.recent(2000));
+    assertTrue(g.fighting(2000));
+    assertFalse(g.fighting(12_001));
   }
 
   @Test
