@@ -122,6 +122,31 @@ class EtcdSourceTest {
     }
   }
 
+  /**
+   * TLS as a cluster with {@code --client-cert-auth} wants it: with etcd_ca, etcd_cert and etcd_key the
+   * start succeeds with the key's addresses; without the client certificate etcd refuses the handshake
+   * and the start is refused (exit 5) with one line naming the endpoint.
+   */
+  @Test
+  void tlsWithAClientCertificate() {
+    DomainXml dom = DomainXml.domain("uet-etcdtls").unlistedNic(VM1.mac(), "vnet0");
+    try (NetnsLab lab = NetnsLab.create("t", List.of(VM1.mac()));
+        EtcdCluster etcd = EtcdCluster.start(lab.hv(), lab.dir(), 1, true)) {
+      etcd.put(PREFIX + dom.uuid(), "{\"ipv4\": [\"" + VM1.ip4() + "\"], \"ipv6\": [\"" + VM1.ip6() + "\", \"" + VM1.prefix6()
+          + "\"]}");
+      lab.config("source = etcd", "etcd_endpoints = " + etcd.endpointsSetting(), "etcd_timeout = 2", "etcd_ca = " + etcd.ca());
+      Proc.Result r = lab.hook(dom, "prepare", "begin");
+      assertEquals(5, r.exit(), r.describe());
+      assertEquals(1, r.err().lines().count(), r.err());
+      assertTrue(r.err().startsWith("uncloud-hook: uet-etcdtls: etcd key " + PREFIX + dom.uuid() + ": no endpoint answered ("
+          + etcd.endpoints().get(0) + ": "), r.err());
+      lab.config("source = etcd", "etcd_endpoints = " + etcd.endpointsSetting(), "etcd_timeout = 2", "etcd_ca = " + etcd.ca(),
+          "etcd_cert = " + etcd.clientCert(), "etcd_key = " + etcd.clientKey());
+      lab.start(dom);
+      probe(lab, "VM1 over TLS", VM1, lab.vm(0));
+    }
+  }
+
   /** The ruleset without its counters (the VMs' own IPv6 chatter moves them). */
   static String rules(NetnsLab lab) {
     return lab.ruleset().replaceAll("packets \\d+ bytes \\d+", "");

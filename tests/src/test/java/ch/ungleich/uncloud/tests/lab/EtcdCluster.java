@@ -27,36 +27,57 @@ public final class EtcdCluster implements AutoCloseable {
   private final Path dir;
   private final List<String> clientUrls = new ArrayList<>();
   private final List<Process> members = new ArrayList<>();
+  private final boolean tls;
 
-  private EtcdCluster(String netns, Path dir) {
+  private EtcdCluster(String netns, Path dir, boolean tls) {
     this.netns = netns;
     this.dir = dir;
+    this.tls = tls;
   }
 
   /** Starts {@code n} members in {@code netns} and waits until the cluster has a leader. */
   public static EtcdCluster start(String netns, Path parent, int n) {
+    return start(netns, parent, n, false);
+  }
+
+  /**
+   * With {@code tls}: clients speak https and must show a certificate of the cluster's own CA
+   * ({@code --client-cert-auth}); {@link #ca()}, {@link #clientCert()}, {@link #clientKey()} (PKCS#8 PEM,
+   * made with openssl for this run).
+   */
+  public static EtcdCluster start(String netns, Path parent, int n, boolean tls) {
     if (!Files.isExecutable(Path.of(ETCD))) {
       throw new IllegalStateException(ETCD + " missing: apt-get install etcd-server etcd-client");
     }
-    EtcdCluster c = new EtcdCluster(netns, parent.resolve("etcd"));
+    EtcdCluster c = new EtcdCluster(netns, parent.resolve("etcd"), tls);
     try {
+      Files.createDirectories(c.dir);
+      if (tls) {
+        c.certificates();
+      }
       List<String> peerUrls = new ArrayList<>();
       StringBuilder initial = new StringBuilder();
       for (int i = 0; i < n; i++) {
-        c.clientUrls.add("http://127.0.0.1:" + freePort());
+        c.clientUrls.add((tls ? "https" : "http") + "://127.0.0.1:" + freePort());
         peerUrls.add("http://127.0.0.1:" + freePort());
         initial.append(i == 0 ? "" : ",").append("m").append(i).append('=').append(peerUrls.get(i));
       }
       for (int i = 0; i < n; i++) {
         Path data = c.dir.resolve("m" + i);
         Files.createDirectories(data);
-        ProcessBuilder pb = new ProcessBuilder("ip", "netns", "exec", netns, ETCD,
+        Files.setPosixFilePermissions(data, java.nio.file.attribute.PosixFilePermissions.fromString("rwx------"));
+        List<String> cmd = new ArrayList<>(List.of("ip", "netns", "exec", netns, ETCD,
             "--name", "m" + i, "--data-dir", data.toString(),
             "--listen-client-urls", c.clientUrls.get(i), "--advertise-client-urls", c.clientUrls.get(i),
             "--listen-peer-urls", peerUrls.get(i), "--initial-advertise-peer-urls", peerUrls.get(i),
             "--initial-cluster", initial.toString(), "--initial-cluster-state", "new",
             "--initial-cluster-token", "uet-" + ProcessHandle.current().pid(),
-            "--heartbeat-interval", "50", "--election-timeout", "500", "--log-level", "warn");
+            "--heartbeat-interval", "50", "--election-timeout", "500", "--log-level", "warn"));
+        if (tls) {
+          cmd.addAll(List.of("--cert-file", c.dir.resolve("server.pem").toString(), "--key-file",
+              c.dir.resolve("server.key").toString(), "--client-cert-auth", "--trusted-ca-file", c.ca().toString()));
+        }
+        ProcessBuilder pb = new ProcessBuilder(cmd);
         pb.redirectErrorStream(true).redirectOutput(c.dir.resolve("m" + i + ".log").toFile());
         c.members.add(pb.start());
       }
@@ -108,6 +129,9 @@ public final class EtcdCluster implements AutoCloseable {
   public Proc.Result etcdctl(String stdin, String... args) {
     List<String> cmd = new ArrayList<>(List.of("ip", "netns", "exec", netns, "env", "ETCDCTL_API=3", ETCDCTL,
         "--endpoints=" + endpointsSetting(), "--command-timeout=5s"));
+    if (tls) {
+      cmd.addAll(List.of("--cacert=" + ca(), "--cert=" + clientCert(), "--key=" + clientKey()));
+    }
     cmd.addAll(List.of(args));
     return Proc.run(Duration.ofSeconds(20), stdin, cmd);
   }
@@ -129,6 +153,40 @@ public final class EtcdCluster implements AutoCloseable {
     }
     throw new IllegalStateException("etcd cluster not healthy after " + max + ": "
         + (r == null ? "" : r.describe()) + "\n" + logs());
+  }
+
+  public Path ca() {
+    return dir.resolve("ca.pem");
+  }
+
+  public Path clientCert() {
+    return dir.resolve("client.pem");
+  }
+
+  public Path clientKey() {
+    return dir.resolve("client.key");
+  }
+
+  /** A CA, a server certificate for 127.0.0.1 and a client certificate, EC P-256, valid two days. */
+  private void certificates() throws IOException {
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key",
+        "-out", "ca.pem", "-days", "2", "-subj", "/CN=uet-etcd-ca");
+    for (String who : List.of("server", "client")) {
+      Files.writeString(dir.resolve(who + ".ext"), who.equals("server")
+          // etcd 3.4's JSON gateway dials its own gRPC port with the server certificate: with
+          // --client-cert-auth that certificate needs clientAuth too (else every request is "HTTP 503")
+          ? "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n" : "extendedKeyUsage=clientAuth\n");
+      openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", who + ".key",
+          "-out", who + ".csr", "-subj", "/CN=uet-" + who);
+      openssl("x509", "-req", "-in", who + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out",
+          who + ".pem", "-days", "2", "-extfile", who + ".ext");
+    }
+  }
+
+  private void openssl(String... args) {
+    List<String> cmd = new ArrayList<>(List.of("sh", "-c", "cd \"$0\" && exec openssl \"$@\"", dir.toString()));
+    cmd.addAll(List.of(args));
+    Proc.run(Duration.ofSeconds(30), null, cmd).ok();
   }
 
   /** Every member's log (for failure messages). */
