@@ -11,7 +11,7 @@
 #     'uncloud-hook doctor' against it exits 0 or 1 (warnings: no VM), not 2
 #  3. coexistence: with a foreign /etc/libvirt/hooks/qemu the hook goes to qemu.d/uncloud-hook and the
 #     foreign one is untouched (only when the machine has no qemu hook of its own)
-#  4. uninstall.sh, then nothing left (files, nft table, unit) but the config; --purge removes that
+#  4. uninstall.sh, then nothing left (files, nft table, units) but the config; --purge removes that
 #  5. the .deb built by Maven: apt-get install ./…deb, the same launcher and libvirtd/doctor checks, apt-get remove (nothing
 #     left but the conffile), apt-get purge (nothing left)
 #
@@ -54,6 +54,7 @@ trap 'exit 130' INT TERM
 # every path an installation may create (files, links, dirs), for the snapshot and the leftover check
 INSTALLED=(/usr/lib/uncloud-hook /usr/sbin/uncloud-hook /var/lib/uncloud-hook
   /lib/systemd/system/uncloud-hook.service /etc/systemd/system/multi-user.target.wants/uncloud-hook.service
+  /lib/systemd/system/uncloud-hook-agent.service /etc/systemd/system/multi-user.target.wants/uncloud-hook-agent.service
   /usr/share/doc/uncloud-hook "$HOOKS/qemu.d/uncloud-hook" /run/uncloud-hook)
 
 # snapshot: path, mode, size, mtime and checksum of every installed file; link targets
@@ -123,6 +124,19 @@ XML
   ip netns del "$NS"
 }
 
+# agent_enabled LABEL: the agent unit is enabled, and where systemd runs, active (when this build
+# has the agent command; setup enables it only then)
+agent_enabled() {
+  if /usr/sbin/uncloud-hook --help 2>/dev/null | grep -Eq '^ +agent( |,|$)'; then
+    check "$1 enabled the agent unit" systemctl -q is-enabled uncloud-hook-agent.service
+    if [ -d /run/systemd/system ]; then
+      check "$1 started the agent" systemctl -q is-active uncloud-hook-agent.service
+    fi
+  else
+    echo "  NOTE: no 'uncloud-hook agent' command in this build: the agent unit is installed, not enabled"
+  fi
+}
+
 echo "# precondition: no uncloud-hook installed"
 if ! nothing_left; then
   echo "ci-install-check.sh: uncloud-hook is already installed here; uninstall it first" >&2
@@ -135,6 +149,8 @@ snapshot > "$TMP/first"
 check "install.sh installed the hook launcher" eval 'grep -q "$MARK" "$HOOKS/qemu" 2>/dev/null || grep -q "$MARK" "$HOOKS/qemu.d/uncloud-hook"'
 check "install.sh made the CDS archive" test -s /var/lib/uncloud-hook/uncloud-hook.jsa
 check "install.sh enabled the unit" systemctl -q is-enabled uncloud-hook.service
+check "install.sh installed the agent unit" test -f /lib/systemd/system/uncloud-hook-agent.service
+agent_enabled "install.sh"
 check "install.sh again exits 0" "$ROOT/install/install.sh"
 snapshot > "$TMP/second"
 check "second install.sh changed no file ($(wc -l < "$TMP/first") paths compared)" diff "$TMP/first" "$TMP/second"
@@ -221,6 +237,7 @@ fi
 check "nothing left but the config" nothing_left keep-config
 check "config kept" test -f /etc/uncloud-hook/uncloud-hook.conf
 check "unit not enabled" eval '! systemctl -q is-enabled uncloud-hook.service 2>/dev/null'
+check "agent unit not enabled" eval '! systemctl -q is-enabled uncloud-hook-agent.service 2>/dev/null'
 check "uninstall.sh --purge exits 0" "$ROOT/install/uninstall.sh" --purge
 check "nothing left after --purge" nothing_left
 
@@ -237,6 +254,8 @@ check "package installed" eval 'dpkg-query -W -f="\${Status}" uncloud-hook | gre
 check "postinst placed the hook" eval 'grep -q "$MARK" "$HOOKS/qemu" 2>/dev/null || grep -q "$MARK" "$HOOKS/qemu.d/uncloud-hook"'
 check "postinst made the CDS archive" test -s /var/lib/uncloud-hook/uncloud-hook.jsa
 check "postinst enabled the unit" systemctl -q is-enabled uncloud-hook.service
+check "the package has the agent unit" test -f /lib/systemd/system/uncloud-hook-agent.service
+agent_enabled "postinst"
 if [ -x /usr/sbin/libvirtd ]; then private_libvirtd deb; fi
 HOOK=$HOOKS/qemu
 grep -q "$MARK" "$HOOK" 2>/dev/null || HOOK=$HOOKS/qemu.d/uncloud-hook

@@ -8,10 +8,12 @@
 #    already has them).
 # 2. builds the jar: mvn -B -q package -DskipTests
 # 3. installs /usr/lib/uncloud-hook/{uncloud-hook.jar,libvirt-hook,setup}, /usr/sbin/uncloud-hook,
-#    /lib/systemd/system/uncloud-hook.service and, unless there is one, /etc/uncloud-hook/uncloud-hook.conf
+#    /lib/systemd/system/uncloud-hook{,-agent}.service and, unless there is one,
+#    /etc/uncloud-hook/uncloud-hook.conf
 # 4. /usr/lib/uncloud-hook/setup configure: the Java link, the CDS archive (training run), the hook in
-#    /etc/libvirt/hooks/qemu (or qemu.d/uncloud-hook when another qemu hook is there), the unit, the
-#    nwfilter templates, and a SIGHUP to libvirtd so that it notices the hook
+#    /etc/libvirt/hooks/qemu (or qemu.d/uncloud-hook when another qemu hook is there), the units
+#    (reconcile at boot; the agent, enabled and, where systemd runs, started), the nwfilter
+#    templates, and a SIGHUP to libvirtd so that it notices the hook
 # 5. uncloud-hook doctor (when libvirtd runs: it checks the hook against the running daemon)
 #
 # Idempotent: a second run changes no installed file. install/uninstall.sh undoes it.
@@ -76,6 +78,7 @@ put "$F/libvirt-hook" /usr/lib/uncloud-hook/libvirt-hook 755
 put "$F/setup" /usr/lib/uncloud-hook/setup 755
 put "$F/uncloud-hook" /usr/sbin/uncloud-hook 755
 put "$F/uncloud-hook.service" /lib/systemd/system/uncloud-hook.service 644
+put "$F/uncloud-hook-agent.service" /lib/systemd/system/uncloud-hook-agent.service 644
 [ ! -f "$ROOT/README.md" ] || put "$ROOT/README.md" /usr/share/doc/uncloud-hook/README.md 644
 for doc in "$ROOT"/docs/*.md; do
   [ ! -f "$doc" ] || put "$doc" "/usr/share/doc/uncloud-hook/docs/$(basename "$doc")" 644

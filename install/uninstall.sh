@@ -3,7 +3,8 @@
 #
 #   sudo ./install/uninstall.sh [--purge]
 #
-# Removes the hook launcher from /etc/libvirt/hooks (only ours), the unit, /usr/sbin/uncloud-hook,
+# Removes the hook launcher from /etc/libvirt/hooks (only ours), the units (the agent stopped first),
+# /usr/sbin/uncloud-hook,
 # /usr/lib/uncloud-hook, /var/lib/uncloud-hook, the state in /run and the nft table bridge uncloud
 # (running VMs are no longer filtered after this). Keeps /etc/uncloud-hook unless --purge, which also
 # removes the log file. The Debian packages install.sh apt-installed stay.
@@ -33,13 +34,18 @@ else
   if command -v nft >/dev/null 2>&1 && nft list table bridge uncloud >/dev/null 2>&1; then
     nft delete table bridge uncloud && say "deleted nft table bridge uncloud"
   fi
-  if command -v systemctl >/dev/null 2>&1; then systemctl -q disable uncloud-hook.service 2>/dev/null || true; fi
+  if command -v systemctl >/dev/null 2>&1; then
+    for u in uncloud-hook-agent.service uncloud-hook.service; do
+      [ ! -d /run/systemd/system ] || systemctl stop "$u" 2>/dev/null || true
+      systemctl -q disable "$u" 2>/dev/null || true
+    done
+  fi
   p=$(cat /run/libvirtd.pid 2>/dev/null || true)
   if [ -n "$p" ] && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = libvirtd ]; then
     kill -HUP "$p" && say "sent SIGHUP to libvirtd (pid $p) so that it re-reads its hooks"
   fi
 fi
-for f in /usr/sbin/uncloud-hook /lib/systemd/system/uncloud-hook.service; do
+for f in /usr/sbin/uncloud-hook /lib/systemd/system/uncloud-hook.service /lib/systemd/system/uncloud-hook-agent.service; do
   if [ -e "$f" ]; then rm -f "$f"; say "removed $f"; fi
 done
 for d in /usr/lib/uncloud-hook /usr/share/doc/uncloud-hook /var/lib/uncloud-hook; do

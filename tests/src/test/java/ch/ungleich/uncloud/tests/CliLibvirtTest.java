@@ -93,6 +93,13 @@ class CliLibvirtTest {
           "ip link set " + tap1 + " down; ip link set " + tap1 + " nomaster; ip link set " + tap1 + " name uccq0;"
               + " ip link set vnet0 down; ip link set vnet0 name " + tap1 + " address fe" + G1.mac().substring(2) + ";"
               + " ip link set " + tap1 + " up").ok();
+      // the lab's spare veth vnet0 had no rules while the domains started, so their hook calls left
+      // the vm_taps guard out (it might have been a running VM's NIC); reconcile adds it, as on an
+      // upgraded host, together with every running NIC's element
+      Proc.Result rec = cli("reconcile");
+      assertEquals(0, rec.exit(), rec.describe());
+      assertTrue(lab.nft("list", "chain", "bridge", "uncloud", "filter-prerouting").ok().out().contains("iifname \"vnet*\""),
+          lab.ruleset());
       // one dynamic class-data archive for every CLI run of this class: a third less CPU per run
       cliFlags = List.of("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC");
       Path jsa = lab.dir().resolve("cli.jsa");
@@ -258,7 +265,7 @@ class CliLibvirtTest {
     assertStatus("WARN", line(r, "nic-type", "ucc-vm1 net1 " + MAC4));
     assertEquals(1, r.exit(), r.describe());
     for (String id : List.of("hook", "hook-java", "hook-jar", "config", "libvirtd-hook", "libvirt", "nft", "nft-kernel", "nic",
-        "drift", "stale", "conflict", "sysctl")) {
+        "drift", "stale", "guard", "conflict", "sysctl")) {
       lines(r, id).forEach(l -> assertStatus("PASS", l));
     }
     // doctor found the config through the launcher

@@ -97,11 +97,13 @@ class NftFrameMatrixTest {
       assertEquals("filter", base.type());
       assertEquals("prerouting", base.hook());
       assertEquals("accept", base.policy(), "ports not in the map must pass");
-      assertEquals(1, base.rules().size(), "one dispatch rule: " + base.rules());
+      assertEquals(2, base.rules().size(), "one dispatch rule, one vm_taps guard rule: " + base.rules());
       JsonNode vmap = base.rules().get(0).findValue("vmap");
       assertNotNull(vmap, "dispatch is a verdict map: " + base.rules());
       assertEquals("iifname", vmap.path("key").path("meta").path("key").asText());
       assertEquals("@ports", vmap.path("data").asText());
+      assertEquals("vnet*", base.rules().get(1).findValue("right").asText(), "guard after the dispatch: " + base.rules());
+      assertTrue(NftTable.Chain.drops(base.rules().get(1)) && NftTable.Chain.counts(base.rules().get(1)));
       NftTable.Element e = t.port("vnet0").orElseThrow(() -> new AssertionError(
           "no element vnet0 in map ports: " + t.ports()));
       assertTrue(e.verdict().equals("jump") || e.verdict().equals("goto"), e.toString());
@@ -138,9 +140,13 @@ class NftFrameMatrixTest {
       lab.mustSucceed(lab.hook(dom, "stopped", "end"));
       lab.mustSucceed(lab.hook(dom, "release", "end"));
 
-      // nothing left that filters vnet0: it is an ordinary bridge port again
+      // no rules left for vnet0; the lab's veth still carries the name of a VM tap, so the vm_taps
+      // guard drops it (a real tap is gone by now), and an uplink port is still not touched
       new Probe(lab, "after release")
-          .send("spoofed-mac", lab.vm(0), g, SPOOF_MAC, DELIVERED)
+          .send("spoofed-mac", lab.vm(0), g, SPOOF_MAC, DROPPED)
+          .send("legit", lab.vm(0), g, LEGIT4, DROPPED)
+          .send("uplink", lab.injector(), Guest.macOnly(NetnsLab.INJECTOR_MAC, "198.51.100.7", "2001:db8:0:1::7"),
+              SPOOF4, DELIVERED)
           .check();
     }
   }
@@ -412,12 +418,125 @@ class NftFrameMatrixTest {
 
       lab.config("unlisted = allow");
       lab.start(dom);
-      assertFalse(lab.table().port("vnet1").isPresent(), "unlisted = allow: no chain for the unlisted NIC");
+      NftTable.Chain open = lab.table().chains().get("port-vnet1");
+      assertTrue(open != null && open.rules().size() == 1 && open.rules().get(0).findValue("accept") != null,
+          "unlisted = allow: a chain with a lone accept, so the vm_taps guard knows the NIC: " + lab.ruleset());
       new Probe(lab, "unlisted = allow")
           .send("allow-spoofed-mac", u, unlisted, SPOOF_MAC, DELIVERED)
           .send("allow-ra", u, unlisted, FrameMatrix.NA_TO_ALL + RA, DELIVERED)
           .send("listed-still-filtered", l, listed, SPOOF4, DROPPED)
           .send("listed-dhcpv4-discover-default-yes", l, listed, discover, DELIVERED)
+          .check();
+    }
+  }
+
+  // ------------------------------------------------------------------ the vm_taps guard (issue 13)
+
+  static final Guest FILTERED = new Guest("52:54:00:aa:bb:01", "192.0.2.10", "2001:db8:0:1::10", "2001:db8:1234::/64");
+  static final Guest TRUSTED = new Guest("52:54:00:aa:bb:02", "192.0.2.20", "2001:db8:0:1::20", "2001:db8:1235::/64");
+  static final Guest OPEN = Guest.macOnly("52:54:00:aa:bb:03", "192.0.2.30", "2001:db8:0:1::30");
+  static final Guest PLUGGED = new Guest("52:54:00:aa:bb:09", "192.0.2.90", "2001:db8:0:1::90", "2001:db8:1239::/64");
+  static final Guest UPLINK = Guest.macOnly(NetnsLab.INJECTOR_MAC, "198.51.100.7", "2001:db8:0:2::7");
+
+  /**
+   * A tap that joins the bridge without rules (a hot-plugged NIC, no agent running) is dropped, its
+   * own legit frames too; an uplink, a trusted NIC and an {@code unlisted = allow} NIC pass everything;
+   * the filtered NIC is filtered as before. Once a hook call (what the agent does) covers the new NIC,
+   * its legit frames pass and its spoofed ones drop.
+   */
+  @Test
+  void vmTapsGuardDropsATapWithoutRulesAndNothingElse() {
+    DomainXml dom = DomainXml.domain("ucf-guard")
+        .nic(FILTERED.mac(), "vnet0", FILTERED.ip4(), FILTERED.ip6(), FILTERED.prefix6())
+        .trustedNic(TRUSTED.mac(), "vnet1")
+        .unlistedNic(OPEN.mac(), "vnet2");
+    try (NetnsLab lab = NetnsLab.create("g", List.of(FILTERED.mac(), TRUSTED.mac(), OPEN.mac()))) {
+      lab.config("unlisted = allow");
+      lab.start(dom);
+      NetnsLab.Port plugged = lab.addPort("vnet9", PLUGGED.mac());
+      new Probe(lab, "vnet9 on the bridge without rules")
+          .send("plugged-legit-ipv4", plugged, PLUGGED, LEGIT4, DROPPED)
+          .send("plugged-legit-arp", plugged, PLUGGED, LEGIT_ARP, DROPPED)
+          .send("plugged-spoofed-ipv4", plugged, PLUGGED, SPOOF4, DROPPED)
+          .send("uplink-any", lab.injector(), UPLINK, SPOOF4, DELIVERED)
+          .send("uplink-ra", lab.injector(), UPLINK, FrameMatrix.NA_TO_ALL + RA, DELIVERED)
+          .send("trusted-spoofed", lab.vm(1), TRUSTED, "Ether(src=SPOOF_MAC, dst=GW_MAC)/IP(src=SPOOF4, dst=GW4)/" + UDP,
+              DELIVERED)
+          .send("trusted-ra", lab.vm(1), TRUSTED, FrameMatrix.NA_TO_ALL + RA, DELIVERED)
+          .send("allow-spoofed-mac", lab.vm(2), OPEN, SPOOF_MAC, DELIVERED)
+          .send("filtered-legit", lab.vm(0), FILTERED, LEGIT4, DELIVERED)
+          .send("filtered-legit-ipv6", lab.vm(0), FILTERED, LEGIT6, DELIVERED)
+          .send("filtered-spoofed", lab.vm(0), FILTERED, SPOOF4, DROPPED)
+          .check();
+      NftTable.Chain base = lab.table().chains().get("filter-prerouting");
+      assertTrue(base.droppedPackets() >= 3, "the guard counts what it drops: " + base.rules());
+
+      // the NIC's rules arrive (the agent, or the next start/reconnect): the same domain with vnet9
+      DomainXml plug = DomainXml.domain("ucf-guard")
+          .nic(FILTERED.mac(), "vnet0", FILTERED.ip4(), FILTERED.ip6(), FILTERED.prefix6())
+          .trustedNic(TRUSTED.mac(), "vnet1")
+          .unlistedNic(OPEN.mac(), "vnet2")
+          .nic(PLUGGED.mac(), "vnet9", PLUGGED.ip4(), PLUGGED.ip6(), PLUGGED.prefix6());
+      lab.mustSucceed(lab.hook(plug, "reconnect", "begin"));
+      new Probe(lab, "vnet9 with its rules")
+          .send("plugged-legit-ipv4", plugged, PLUGGED, LEGIT4, DELIVERED)
+          .send("plugged-legit-arp", plugged, PLUGGED, LEGIT_ARP, DELIVERED)
+          .send("plugged-spoofed-ipv4", plugged, PLUGGED, SPOOF4, DROPPED)
+          .send("plugged-spoofed-mac", plugged, PLUGGED, SPOOF_MAC, DROPPED)
+          .send("trusted-spoofed", lab.vm(1), TRUSTED, "Ether(src=SPOOF_MAC, dst=GW_MAC)/IP(src=SPOOF4, dst=GW4)/" + UDP,
+              DELIVERED)
+          .check();
+    }
+  }
+
+  /**
+   * Upgrade from a version without the guard, while VMs run: A's trusted NIC and all of B (started
+   * before the hook was installed) have no element. A hook call for A alone cannot know B, so it leaves
+   * the guard out and B keeps its traffic; the call that covers B adds the guard in the same
+   * transaction as B's rules: at no step is a running NIC cut off.
+   */
+  @Test
+  void vmTapsGuardOnAnUpgradedHostNeverCutsARunningVmOff() {
+    Guest b = new Guest("52:54:00:aa:bb:03", "192.0.2.30", "2001:db8:0:1::30", "2001:db8:1236::/64");
+    DomainXml domA = DomainXml.domain("ucf-upgrade-a")
+        .nic(FILTERED.mac(), "vnet0", FILTERED.ip4(), FILTERED.ip6(), FILTERED.prefix6())
+        .trustedNic(TRUSTED.mac(), "vnet1");
+    DomainXml domB = DomainXml.domain("ucf-upgrade-b").nic(b.mac(), "vnet2", b.ip4(), b.ip6(), b.prefix6());
+    try (NetnsLab lab = NetnsLab.create("u", List.of(FILTERED.mac(), TRUSTED.mac(), b.mac()))) {
+      // what an older version left: no guard, no element for the trusted NIC, nothing for B
+      lab.config("vm_taps = none");
+      lab.start(domA);
+      lab.nft("delete", "element", "bridge", "uncloud", "ports", "{", "\"vnet1\"", "}").ok();
+      lab.nft("delete", "chain", "bridge", "uncloud", "port-vnet1").ok();
+      assertEquals(1, lab.table().chains().get("filter-prerouting").rules().size(), lab.ruleset());
+
+      lab.config(); // the upgrade: vm_taps = vnet* by default
+      lab.mustSucceed(lab.hook(domA, "reconnect", "begin"));
+      assertEquals(1, lab.table().chains().get("filter-prerouting").rules().size(),
+          "the guard must wait for B's rules: " + lab.ruleset());
+      assertTrue(lab.hookLog().contains("vm_taps guard 'vnet*' (vnet2) not added"), lab.hookLog());
+      new Probe(lab, "after A's call: B untouched, A's trusted NIC has its accept")
+          .send("b-legit", lab.vm(2), b, LEGIT4, DELIVERED)
+          .send("b-spoofed-still-unfiltered", lab.vm(2), b, SPOOF4, DELIVERED)
+          .send("a-trusted-spoofed", lab.vm(1), TRUSTED, "Ether(src=SPOOF_MAC, dst=GW_MAC)/IP(src=SPOOF4, dst=GW4)/" + UDP,
+              DELIVERED)
+          .send("a-filtered-spoofed", lab.vm(0), FILTERED, SPOOF4, DROPPED)
+          .check();
+
+      lab.mustSucceed(lab.hook(domB, "reconnect", "begin"));
+      NftTable.Chain base = lab.table().chains().get("filter-prerouting");
+      assertEquals(2, base.rules().size(), "B's call adds the guard with B's rules: " + lab.ruleset());
+      NetnsLab.Port plugged = lab.addPort("vnet9", PLUGGED.mac());
+      new Probe(lab, "guard in place, every running NIC known")
+          .send("b-legit", lab.vm(2), b, LEGIT4, DELIVERED)
+          .send("b-legit-arp", lab.vm(2), b, LEGIT_ARP, DELIVERED)
+          .send("b-spoofed", lab.vm(2), b, SPOOF4, DROPPED)
+          .send("a-trusted-spoofed", lab.vm(1), TRUSTED, "Ether(src=SPOOF_MAC, dst=GW_MAC)/IP(src=SPOOF4, dst=GW4)/" + UDP,
+              DELIVERED)
+          .send("a-filtered-legit", lab.vm(0), FILTERED, LEGIT4, DELIVERED)
+          .send("a-filtered-spoofed", lab.vm(0), FILTERED, SPOOF4, DROPPED)
+          .send("plugged-legit", plugged, PLUGGED, LEGIT4, DROPPED)
+          .send("uplink", lab.injector(), UPLINK, SPOOF4, DELIVERED)
           .check();
     }
   }

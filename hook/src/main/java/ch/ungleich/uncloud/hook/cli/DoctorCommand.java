@@ -2,17 +2,19 @@ package ch.ungleich.uncloud.hook.cli;
 
 import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.config.Config;
-import ch.ungleich.uncloud.hook.engine.Reconcile;
 import ch.ungleich.uncloud.hook.doctor.Check;
 import ch.ungleich.uncloud.hook.doctor.Checks;
 import ch.ungleich.uncloud.hook.doctor.Launcher;
+import ch.ungleich.uncloud.hook.engine.Reconcile;
 import ch.ungleich.uncloud.hook.host.LinuxHost;
 import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
 import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
 import ch.ungleich.uncloud.hook.nft.NftBackend;
+import ch.ungleich.uncloud.hook.nft.NftGuard;
 import ch.ungleich.uncloud.hook.nft.NftJson;
 import ch.ungleich.uncloud.hook.nft.NftRunner;
+import ch.ungleich.uncloud.hook.nft.NftScript;
 import ch.ungleich.uncloud.hook.nft.NftState;
 import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
 import ch.ungleich.uncloud.hook.nft.ReconcilePlan;
@@ -122,7 +124,7 @@ final class DoctorCommand implements Callable<Integer> {
     checks.add(Checks.config(configPath, source, host.file(configPath).exists(), cfg, cfgError));
     if (stateDir != null) {
       cfg = new Config(cfg.backend(), cfg.unlisted(), cfg.linkLocalAny(), cfg.dhcpClient(), stateDir, cfg.logFile(),
-          cfg.lockTimeoutSeconds(), cfg.nft());
+          cfg.lockTimeoutSeconds(), cfg.nft(), cfg.vmTaps());
     }
 
     // libvirtd noticed the hook
@@ -158,7 +160,7 @@ final class DoctorCommand implements Callable<Integer> {
       boolean sample = policies.stream().noneMatch(p -> p.nics().stream().anyMatch(n -> n.hasChain()));
       NftState canonical = null;
       try {
-        canonical = NftJson.parse(nft.canonical(NftBackend.desiredScript(sample ? List.of(samplePolicy(cfg)) : policies)));
+        canonical = NftJson.parse(nft.canonical(NftBackend.desiredScript(sample ? List.of(samplePolicy(cfg)) : policies, cfg.vmTaps().patterns())));
         checks.add(Checks.nftKernel(null, canonical.chains().size() - 1, sample));
       } catch (UncloudException e) {
         checks.add(Checks.nftKernel(e.getMessage(), 0, sample));
@@ -167,7 +169,7 @@ final class DoctorCommand implements Callable<Integer> {
         checks.addAll(Checks.domains(inv.domains, cfg, host::linkMac, common.uri()));
         if (canonical != null) {
           try {
-            Reconcile r = new Reconcile(inv.desired(), nft, new StateStore(cfg.stateDir(), cfg.lockTimeoutSeconds()), host::linkMac);
+            Reconcile r = new Reconcile(inv.desired(), nft, new StateStore(cfg.stateDir(), cfg.lockTimeoutSeconds()), host::linkMac, cfg.vmTaps());
             // the kernel check loaded the running domains' desired ruleset already: compare with that
             ReconcilePlan plan = sample ? r.plan() : r.plan(canonical);
             int filtered = 0;
@@ -175,6 +177,7 @@ final class DoctorCommand implements Callable<Integer> {
               filtered += (int) p.nics().stream().filter(n -> n.hasChain()).count();
             }
             checks.addAll(Checks.drift(plan, filtered));
+            checks.addAll(guard(cfg, configPath, nft, host, filtered));
           } catch (UncloudException e) {
             checks.add(Check.fail("drift", null, "cannot compare: " + e.getMessage(), "run doctor as root where the hook runs"));
           }
@@ -220,6 +223,17 @@ final class DoctorCommand implements Callable<Integer> {
   }
 
   /** A NIC with documentation addresses: what the kernel check loads when no domain runs. */
+  /** The vm_taps guard check: what the dispatch chain has, which taps sit on bridges, which have elements. */
+  private static List<Check> guard(Config cfg, String configPath, NftRunner nft, LinuxHost host, int filtered) {
+    NftState table = Reconcile.observe(nft);
+    List<String> installed = null;
+    if (table.chain(NftScript.BASE_CHAIN) != null) {
+      installed = NftGuard.installed(nft.run("list", "chain", NftScript.FAMILY, NftScript.TABLE, NftScript.BASE_CHAIN));
+    }
+    Set<String> elements = table.ports() == null ? Set.of() : table.ports().elements().keySet();
+    return Checks.guard(cfg.vmTaps(), configPath, installed, host.bridgeTaps(), elements, filtered);
+  }
+
   private static DomainPolicy samplePolicy(Config cfg) {
     String xml = "<domain type='kvm'><name>doctor-sample</name><uuid>00000000-0000-4000-8000-000000000000</uuid>"
         + "<metadata><uc:firewall xmlns:uc='https://ungleich.ch/uncloud/hook/1'><uc:interface mac='52:54:00:00:00:01'>"

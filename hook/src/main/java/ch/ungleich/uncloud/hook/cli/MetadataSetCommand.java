@@ -120,6 +120,7 @@ final class MetadataSetCommand implements Callable<Integer> {
       }
       Firewall liveFw = null;
       Firewall configFw = null;
+      List<String> notYet = new ArrayList<>();
       for (String t : targets) {
         boolean isLive = t.equals("live");
         Domain d = isLive ? v.live() : v.config();
@@ -130,7 +131,11 @@ final class MetadataSetCommand implements Callable<Integer> {
         }
         Firewall now = replace ? null : (isLive ? v.liveMetadata() : v.configMetadata());
         Firewall next = edit(now);
-        validate(v.name(), t, d, next, cfg);
+        for (String w : validate(v.name(), t, d, next, cfg)) {
+          if (w.contains("no such NIC yet") && !notYet.contains(w)) {
+            notYet.add(w);
+          }
+        }
         if (isLive) {
           liveFw = next;
         } else {
@@ -187,6 +192,10 @@ final class MetadataSetCommand implements Callable<Integer> {
         rec = ReconcileCommand.run(Inventory.running(s, cfg), cfg, false);
         ReconcileCommand.warn(spec.commandLine().getErr(), rec);
       }
+      for (String w : notYet) {
+        spec.commandLine().getErr().println("uncloud-hook: note: " + w);
+      }
+      spec.commandLine().getErr().flush();
       Result r = new Result(v.name(), v.uuid(), written, xmlShown, rec);
       PrintWriter out = spec.commandLine().getOut();
       if (common.json()) {
@@ -269,7 +278,8 @@ final class MetadataSetCommand implements Callable<Integer> {
   }
 
   /** The hook's own checks on the definition as it would be; throws (exit 1) before anything is written. */
-  static void validate(String name, String target, Domain d, Firewall next, Config cfg) {
+  /** Checks the new element against the definition; returns the policy's warnings (a NIC not attached yet). */
+  static List<String> validate(String name, String target, Domain d, Firewall next, Config cfg) {
     if (!next.interfaces.isEmpty()) {
       try {
         LibvirtXml.readFirewall(LibvirtXml.writeFirewall(next));
@@ -282,7 +292,7 @@ final class MetadataSetCommand implements Callable<Integer> {
     }
     d.metadata.firewall = next.interfaces.isEmpty() ? null : next;
     try {
-      PolicyBuilder.build(d, cfg);
+      return PolicyBuilder.build(d, cfg).warnings();
     } catch (UncloudException e) {
       throw UncloudException.invalid(e.getMessage() + " (" + target + " definition; nothing was written)");
     }

@@ -121,7 +121,7 @@ final class PlanCommand implements Callable<Integer> {
     String script = null;
     List<NicFilterref> filterrefs = null;
     if (be.equals("nft")) {
-      script = NftBackend.start(shown, List.of(), t -> null).script();
+      script = NftBackend.start(shown, List.of(), t -> null, config.vmTaps().patterns()).script();
     } else {
       filterrefs = new ArrayList<>();
       for (NicPolicy n : p.nics()) {
@@ -151,7 +151,8 @@ final class PlanCommand implements Callable<Integer> {
       List<String> allowed = new ArrayList<>(n.ipv4());
       allowed.addAll(n.ipv6());
       out.println("# " + n.name() + " " + n.mac() + " " + (n.tap() == null ? "-" : n.tap()) + ": " + n.mode() + " (" + n.reason() + ")"
-          + (allowed.isEmpty() ? "" : ": " + String.join(", ", allowed)));
+          + (allowed.isEmpty() ? "" : ": " + String.join(", ", allowed))
+          + (n.mode().equals("open") && !n.rules().equals("none") ? StatusCommand.GUARD_PASS : ""));
     }
     for (String w : p.warnings()) {
       out.println("# warning: " + w);

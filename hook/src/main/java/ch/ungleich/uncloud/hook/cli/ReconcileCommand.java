@@ -92,7 +92,7 @@ final class ReconcileCommand implements Callable<Integer> {
   static Result run(Inventory inv, Config config, boolean dryRun) {
     NftRunner nft = new ProcessNftRunner(config.nft());
     StateStore store = new StateStore(config.stateDir(), config.lockTimeoutSeconds());
-    Reconcile r = new Reconcile(inv.desired(), nft, store, new LinuxHost()::linkMac);
+    Reconcile r = new Reconcile(inv.desired(), nft, store, new LinuxHost()::linkMac, config.vmTaps());
     ReconcilePlan plan = dryRun ? r.plan() : r.apply();
     List<DomainError> errors = new ArrayList<>();
     List<String> warnings = new ArrayList<>();

@@ -166,6 +166,9 @@ final class StatusCommand implements Callable<Integer> {
     return new DomainStatus(d.name(), d.uuid(), d.active(), d.error(), nics);
   }
 
+  /** What an unfiltered NIC's chain of one accept is for (status and plan say it). */
+  static final String GUARD_PASS = "; its chain only accepts, so the vm_taps guard lets it pass";
+
   private static void print(PrintWriter w, Result r) {
     List<String[]> rows = new ArrayList<>();
     rows.add(new String[] {"DOMAIN", "NIC", "TAP", "MAC", "MODE", "RULES", "DROPPED", "ALLOWED"});
@@ -177,7 +180,7 @@ final class StatusCommand implements Callable<Integer> {
         List<String> allowed = new ArrayList<>(n.ipv4());
         allowed.addAll(n.ipv6());
         String a = switch (n.mode() == null ? "" : n.mode()) {
-          case "open" -> "everything (" + n.reason() + ")";
+          case "open" -> "everything (" + n.reason() + ")" + (n.rules().equals("none") ? "" : GUARD_PASS);
           case "mac-only" -> "own MAC, any IP (" + n.reason() + ")";
           case "unfiltered" -> "everything: type " + n.type() + " cannot be filtered";
           case "" -> d.error() == null ? "?" : "error: " + d.error();

@@ -1,6 +1,7 @@
 package ch.ungleich.uncloud.hook.config;
 
 import ch.ungleich.uncloud.hook.UncloudException;
+import ch.ungleich.uncloud.hook.model.VmTaps;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
@@ -19,6 +20,8 @@ import java.util.Map;
  * @param logFile where the hook appends its log lines besides stderr; empty for none
  * @param lockTimeoutSeconds how long a call waits for another one holding the host lock
  * @param nft the nft binary
+ * @param vmTaps {@code vm_taps}: which bridge ports are VM taps, dropped while they have no rules
+ *     (default {@code vnet*}; {@code none}: no guard); see {@link VmTaps}
  */
 public record Config(
     String backend,
@@ -28,7 +31,8 @@ public record Config(
     String stateDir,
     String logFile,
     int lockTimeoutSeconds,
-    String nft) {
+    String nft,
+    VmTaps vmTaps) {
 
   public static final String DEFAULT_PATH = "/etc/uncloud-hook/uncloud-hook.conf";
   public static final String ENV = "UNCLOUD_HOOK_CONFIG";
@@ -48,6 +52,7 @@ public record Config(
     v.put("log_file", "/var/log/uncloud-hook.log");
     v.put("lock_timeout", "30");
     v.put("nft", "/usr/sbin/nft");
+    v.put("vm_taps", VmTaps.DEFAULT);
     String[] lines = text.split("\n", -1);
     for (int n = 0; n < lines.length; n++) {
       String line = lines[n].strip();
@@ -73,7 +78,8 @@ public record Config(
         absolute(where, "state_dir", v.get("state_dir"), false),
         absolute(where, "log_file", v.get("log_file"), true),
         seconds(where, v.get("lock_timeout")),
-        absolute(where, "nft", v.get("nft"), false));
+        absolute(where, "nft", v.get("nft"), false),
+        vmTaps(where, v.get("vm_taps")));
   }
 
   private static String unquote(String s) {
@@ -102,6 +108,14 @@ public record Config(
       throw UncloudException.invalid(where + ": " + key + " must be an absolute path, got '" + value + "'");
     }
     return value;
+  }
+
+  private static VmTaps vmTaps(String where, String value) {
+    try {
+      return VmTaps.parse(value);
+    } catch (IllegalArgumentException e) {
+      throw UncloudException.invalid(where + ": vm_taps: " + e.getMessage());
+    }
   }
 
   private static int seconds(String where, String value) {

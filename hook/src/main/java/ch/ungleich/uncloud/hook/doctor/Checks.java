@@ -10,6 +10,8 @@ import ch.ungleich.uncloud.hook.model.DomainPolicy;
 import ch.ungleich.uncloud.hook.model.IpPrefix;
 import ch.ungleich.uncloud.hook.model.Mode;
 import ch.ungleich.uncloud.hook.model.NicPolicy;
+import ch.ungleich.uncloud.hook.model.VmTaps;
+import ch.ungleich.uncloud.hook.nft.NftBackend;
 import ch.ungleich.uncloud.hook.nft.ReconcilePlan;
 import ch.ungleich.uncloud.hook.nwfilter.FilterXml;
 import ch.ungleich.uncloud.hook.nwfilter.NwfilterBackend;
@@ -363,6 +365,9 @@ public final class Checks {
         // no NIC needs the table yet (fresh install, no VM): the hook creates it at the first start
         continue;
       }
+      if (c.action().equals("prelude") && c.detail().startsWith(NftBackend.GUARD_MISSING)) {
+        continue; // the guard check says it, with what it means
+      }
       switch (c.action()) {
         case "remove" -> {
           stale = true;
@@ -380,6 +385,61 @@ public final class Checks {
     }
     if (!stale) {
       out.add(Check.pass("stale", null, "no leftover rules for taps or domains that are gone"));
+    }
+    return out;
+  }
+
+  /**
+   * The vm_taps guard (nft backend): configured, in the dispatch chain, and covering every tap on a
+   * bridge. A tap on a bridge whose name matches no pattern and that has no element is a VM NIC our
+   * table does not know: it forwards unfiltered.
+   *
+   * @param installed the guard patterns of the dispatch chain, null when there is no dispatch chain
+   * @param bridgeTaps tap devices (tun/tap) enslaved to a bridge, name to bridge
+   * @param elements the map's elements
+   * @param filteredNics NICs of running domains that have rules; 0: no table needed yet
+   */
+  public static List<Check> guard(
+      VmTaps taps, String configPath, List<String> installed, java.util.Map<String, String> bridgeTaps,
+      Set<String> elements, int filteredNics) {
+    List<Check> out = new ArrayList<>();
+    if (taps.isOff()) {
+      out.add(Check.warn("guard", null, "vm_taps = none: a VM tap without rules (a hot-plugged NIC) is forwarded unfiltered",
+          "set 'vm_taps = " + VmTaps.DEFAULT + "' in " + configPath + ", then run: uncloud-hook reconcile"));
+    } else if (installed == null && filteredNics == 0) {
+      out.add(Check.pass("guard", null, "vm_taps = " + taps.text() + "; no table yet: the first VM start adds the guard"));
+    } else {
+      List<String> missing = new ArrayList<>(taps.patterns());
+      if (installed != null) {
+        missing.removeAll(installed);
+      }
+      if (!missing.isEmpty()) {
+        out.add(Check.warn("guard", "table bridge uncloud", "vm_taps guard for " + String.join(", ", missing)
+            + " is not installed: a VM tap without rules (a hot-plugged NIC) is forwarded unfiltered (a hook call"
+            + " leaves it out while a running VM's tap has no rules)", "uncloud-hook reconcile"));
+      }
+    }
+    for (java.util.Map.Entry<String, String> t : new java.util.TreeMap<>(bridgeTaps).entrySet()) {
+      String tap = t.getKey();
+      if (taps.matches(tap) || elements.contains(tap)) {
+        continue;
+      }
+      String prefix = tap.replaceFirst("[0-9]+$", "") + "*";
+      String suggest;
+      try {
+        VmTaps.parse(prefix);
+        suggest = prefix;
+      } catch (IllegalArgumentException e) {
+        suggest = tap;
+      }
+      out.add(Check.warn("guard", tap + " (bridge " + t.getValue() + ")",
+          "tap on a bridge matches no vm_taps pattern and has no rules: a VM NIC there is forwarded unfiltered",
+          "add it to vm_taps in " + configPath + " (vm_taps = " + (taps.isOff() ? "" : taps.text() + ", ") + suggest
+              + "), then run: uncloud-hook reconcile"));
+    }
+    if (out.isEmpty()) {
+      out.add(Check.pass("guard", null, "vm_taps guard " + taps.text() + " installed: a VM tap without rules is dropped;"
+          + " every tap on a bridge matches it or has rules"));
     }
     return out;
   }

@@ -2,6 +2,7 @@ package ch.ungleich.uncloud.hook.engine;
 
 import ch.ungleich.uncloud.hook.ExitCodes;
 import ch.ungleich.uncloud.hook.UncloudException;
+import ch.ungleich.uncloud.hook.model.VmTaps;
 import ch.ungleich.uncloud.hook.nft.NftBackend;
 import ch.ungleich.uncloud.hook.nft.NftJson;
 import ch.ungleich.uncloud.hook.nft.NftRunner;
@@ -24,13 +25,19 @@ public final class Reconcile {
   private final NftRunner nft;
   private final StateStore store;
   private final Function<String, String> tapMac;
+  private final VmTaps vmTaps;
 
-  /** {@code tapMac}: an interface's host-side MAC now, null when there is none. */
-  public Reconcile(Desired desired, NftRunner nft, StateStore store, Function<String, String> tapMac) {
+  /**
+   * @param tapMac an interface's host-side MAC now, null when there is none
+   * @param vmTaps the {@code vm_taps} host setting: knowing every running domain, reconcile installs the
+   *     guard together with their elements (one transaction), so it never cuts a running VM off
+   */
+  public Reconcile(Desired desired, NftRunner nft, StateStore store, Function<String, String> tapMac, VmTaps vmTaps) {
     this.desired = desired;
     this.nft = nft;
     this.store = store;
     this.tapMac = tapMac;
+    this.vmTaps = vmTaps;
   }
 
   /**
@@ -43,7 +50,7 @@ public final class Reconcile {
     if (!dispatchChainExists(nft)) {
       return NftState.ABSENT;
     }
-    return NftJson.parse(nft.canonical(NftBackend.desiredScript(desired.policies())));
+    return NftJson.parse(nft.canonical(NftBackend.desiredScript(desired.policies(), vmTaps.patterns())));
   }
 
   /**
@@ -68,7 +75,7 @@ public final class Reconcile {
       throw e.getCause() instanceof RuntimeException r ? r : e;
     }
     return NftBackend.reconcile(
-        desired.policies(), desired.running(), desired.untouchable(), observed, c, store.records(), tapMac);
+        desired.policies(), desired.running(), desired.untouchable(), observed, c, store.records(), tapMac, vmTaps.patterns());
   }
 
   /**
@@ -100,7 +107,7 @@ public final class Reconcile {
   }
 
   /** nft's output for a listing of our table or one of its chains; null when that does not exist. */
-  private static String listOurs(NftRunner nft, String... args) {
+  static String listOurs(NftRunner nft, String... args) {
     try {
       return nft.run(args);
     } catch (UncloudException e) {

@@ -2,18 +2,24 @@ package ch.ungleich.uncloud.hook.engine;
 
 import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
+import ch.ungleich.uncloud.hook.model.VmTaps;
 import ch.ungleich.uncloud.hook.model.NicPolicy;
 import ch.ungleich.uncloud.hook.nft.NftBackend;
+import ch.ungleich.uncloud.hook.nft.NftGuard;
 import ch.ungleich.uncloud.hook.nft.NftRunner;
 import ch.ungleich.uncloud.hook.nft.NftScript;
 import ch.ungleich.uncloud.hook.state.Owner;
 import ch.ungleich.uncloud.hook.state.Plan;
 import ch.ungleich.uncloud.hook.state.StateStore;
 import java.util.ArrayList;
+import java.util.Collection;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.function.Function;
+import java.util.function.Supplier;
 
 /**
  * Per-domain changes of the nft backend: plan with {@link NftBackend}, apply one transaction, commit
@@ -26,10 +32,18 @@ import java.util.function.Function;
 public final class Rules {
   private final StateStore store;
   private final NftRunner nft;
+  private final VmTaps vmTaps;
+  private final Supplier<? extends Collection<String>> links;
 
-  public Rules(StateStore store, NftRunner nft) {
+  /**
+   * @param vmTaps the {@code vm_taps} host setting: the guard patterns the dispatch chain should have
+   * @param links the host's interface names now (read only when a guard pattern is not installed yet)
+   */
+  public Rules(StateStore store, NftRunner nft, VmTaps vmTaps, Supplier<? extends Collection<String>> links) {
     this.store = store;
     this.nft = nft;
+    this.vmTaps = vmTaps;
+    this.links = links;
   }
 
   /** Installs a domain's rules and releases the taps it no longer has (hook {@code start}/{@code reconnect}). */
@@ -54,12 +68,36 @@ public final class Rules {
   }
 
   private Plan startLocked(DomainPolicy p) {
-    Plan plan = NftBackend.start(p, store.taps(p.uuid()), store::owner);
+    Plan plan = NftBackend.start(p, store.taps(p.uuid()), store::owner, vmTaps.patterns());
     if (!plan.script().isEmpty()) {
+      NftGuard.Decision d = guard(plan.claim().keySet(), plan.release());
+      if (!d.patterns().equals(vmTaps.patterns())) {
+        plan = NftBackend.start(p, store.taps(p.uuid()), store::owner, d.patterns()).withNote(d.note());
+      }
       nft.apply(plan.script());
     }
     store.commit(p.uuid(), plan);
     return plan;
+  }
+
+  /**
+   * Which vm_taps patterns a transaction that gives {@code covered} their elements and takes {@code
+   * released}'s away may render ({@link NftGuard}): one {@code nft list chain} of the dispatch chain,
+   * which costs the same at any size; the interfaces and the map only when a pattern is new.
+   */
+  private NftGuard.Decision guard(Set<String> covered, Collection<String> released) {
+    if (vmTaps.isOff()) {
+      return new NftGuard.Decision(List.of(), Map.of());
+    }
+    String chain = Reconcile.listOurs(nft, "list", "chain", NftScript.FAMILY, NftScript.TABLE, NftScript.BASE_CHAIN);
+    List<String> installed = chain == null ? List.of() : NftGuard.installed(chain);
+    if (installed.containsAll(vmTaps.patterns())) {
+      return new NftGuard.Decision(vmTaps.patterns(), Map.of());
+    }
+    return NftGuard.decide(vmTaps.patterns(), installed, links.get(), covered, Set.copyOf(released), () -> {
+      String map = chain == null ? null : Reconcile.listOurs(nft, "list", "map", NftScript.FAMILY, NftScript.TABLE, NftScript.MAP);
+      return map == null ? Set.of() : NftGuard.elements(map);
+    });
   }
 
   /** Removes every rule the domain owns (hook {@code stopped}/{@code release}); tap takeovers stay. */
@@ -134,25 +172,32 @@ public final class Rules {
   /** The combined transaction; null with nft's refusal in {@code refused[0]} (then nothing changed). */
   private Batch together(List<DomainPolicy> policies, UncloudException[] refused) {
     Map<String, Owner> owners = new HashMap<>();
-    Map<String, List<String>> domainTaps = new HashMap<>();
-    Function<String, Owner> ownerOf = t -> owners.containsKey(t) ? owners.get(t) : store.owner(t);
-    String prelude = new NftScript().prelude().render();
-    StringBuilder script = new StringBuilder();
-    List<Plan> plans = new ArrayList<>();
-    for (DomainPolicy p : policies) {
-      List<String> previous = domainTaps.containsKey(p.uuid()) ? domainTaps.get(p.uuid()) : store.taps(p.uuid());
-      Plan plan = NftBackend.start(p, previous, ownerOf);
-      for (String t : plan.release()) {
-        owners.put(t, null);
+    List<String> guard = vmTaps.patterns();
+    List<Plan> plans = planAll(policies, guard, owners);
+    String note = null;
+    if (plans.stream().anyMatch(pl -> !pl.script().isEmpty())) {
+      Set<String> covered = new HashSet<>();
+      Set<String> released = new HashSet<>();
+      owners.forEach((t, o) -> (o == null ? released : covered).add(t));
+      NftGuard.Decision d = guard(covered, released);
+      if (!d.patterns().equals(vmTaps.patterns())) {
+        owners.clear();
+        guard = d.patterns();
+        plans = planAll(policies, guard, owners);
+        note = d.note();
       }
-      owners.putAll(plan.claim());
-      domainTaps.put(p.uuid(), plan.domainTaps());
+    }
+    String prelude = new NftScript().prelude(guard).render();
+    StringBuilder script = new StringBuilder();
+    for (Plan plan : plans) {
       String s = plan.script();
       if (!s.isEmpty()) {
         script.append(script.length() == 0 ? prelude : "");
         script.append(s.startsWith(prelude) ? s.substring(prelude.length()) : s);
       }
-      plans.add(plan);
+    }
+    if (note != null && !plans.isEmpty()) {
+      plans.set(0, plans.get(0).withNote(note));
     }
     if (script.length() > 0) {
       try {
@@ -166,6 +211,28 @@ public final class Rules {
       store.commit(policies.get(i).uuid(), plans.get(i));
     }
     return new Batch(List.copyOf(policies), List.copyOf(plans), null, List.of(), null);
+  }
+
+  /**
+   * Plans each domain against the records as the earlier plans leave them ({@code owners}: tap to its
+   * owner after the batch, null when released), so a tap handed from one domain to another within the
+   * batch ends with its new owner in either order.
+   */
+  private List<Plan> planAll(List<DomainPolicy> policies, List<String> guard, Map<String, Owner> owners) {
+    Map<String, List<String>> domainTaps = new HashMap<>();
+    Function<String, Owner> ownerOf = t -> owners.containsKey(t) ? owners.get(t) : store.owner(t);
+    List<Plan> plans = new ArrayList<>();
+    for (DomainPolicy p : policies) {
+      List<String> previous = domainTaps.containsKey(p.uuid()) ? domainTaps.get(p.uuid()) : store.taps(p.uuid());
+      Plan plan = NftBackend.start(p, previous, ownerOf, guard);
+      for (String t : plan.release()) {
+        owners.put(t, null);
+      }
+      owners.putAll(plan.claim());
+      domainTaps.put(p.uuid(), plan.domainTaps());
+      plans.add(plan);
+    }
+    return plans;
   }
 
   /** The policy without the NICs whose tap is gone or carries another NIC's MAC now. */

@@ -46,6 +46,32 @@ public final class LinuxHost {
     return s == null ? null : s.strip().toLowerCase(java.util.Locale.ROOT);
   }
 
+  /** The network interfaces of this namespace ({@code /sys/class/net}), sorted; empty when it cannot be read. */
+  public List<String> links() {
+    try (Stream<Path> s = Files.list(root.resolve("sys/class/net"))) {
+      return s.map(p -> p.getFileName().toString()).sorted().toList();
+    } catch (IOException | RuntimeException e) {
+      return List.of();
+    }
+  }
+
+  /** Tap devices (tun/tap) enslaved to a bridge: name to the bridge's name. */
+  public java.util.Map<String, String> bridgeTaps() {
+    java.util.Map<String, String> out = new java.util.TreeMap<>();
+    Path net = root.resolve("sys/class/net");
+    for (String l : links()) {
+      Path d = net.resolve(l);
+      try {
+        if (Files.exists(d.resolve("tun_flags")) && Files.exists(d.resolve("brport"))) {
+          out.put(l, Files.readSymbolicLink(d.resolve("master")).getFileName().toString());
+        }
+      } catch (IOException | RuntimeException e) {
+        // gone meanwhile, or no master link: not a bridge port now
+      }
+    }
+    return out;
+  }
+
   /** A sysctl like {@code net.bridge.bridge-nf-call-iptables}; null when it does not exist. */
   public String sysctl(String name) {
     String s = read(root.resolve("proc/sys").resolve(name.replace('.', '/')));

@@ -5,6 +5,7 @@ import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.config.Config;
 import ch.ungleich.uncloud.hook.config.ConfigFile;
 import ch.ungleich.uncloud.hook.engine.Rules;
+import ch.ungleich.uncloud.hook.host.LinuxHost;
 import ch.ungleich.uncloud.hook.log.Log;
 import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
@@ -126,7 +127,8 @@ public final class HookBatch {
     if (policies.isEmpty()) {
       return true;
     }
-    Rules rules = new Rules(new StateStore(config.stateDir(), config.lockTimeoutSeconds()), runners.apply(config));
+    Rules rules = new Rules(new StateStore(config.stateDir(), config.lockTimeoutSeconds()), runners.apply(config),
+        config.vmTaps(), new LinuxHost()::links);
     Rules.Batch batch = rules.startAll(policies);
     if (batch.notLocked() != null) {
       log.error("hook-batch reconnect: " + batch.notLocked().getMessage() + "; " + policies.size()
@@ -141,6 +143,9 @@ public final class HookBatch {
       DomainPolicy p = batch.applied().get(i);
       Plan plan = batch.plans().get(i);
       log.info(p.name() + " " + EVENT + ": filtering " + plan.claim().keySet() + ", released " + plan.release());
+      if (plan.note() != null) {
+        log.warn("hook-batch reconnect: " + plan.note());
+      }
     }
     for (Rules.Failure f : batch.failures()) {
       log.error(f.policy().name() + " " + EVENT + ": " + f.error().getMessage() + " (the VM keeps running; run"

@@ -5,6 +5,7 @@ import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.config.Config;
 import ch.ungleich.uncloud.hook.config.ConfigFile;
 import ch.ungleich.uncloud.hook.engine.Rules;
+import ch.ungleich.uncloud.hook.host.LinuxHost;
 import ch.ungleich.uncloud.hook.log.Log;
 import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
@@ -220,6 +221,9 @@ public final class HookMain {
   private void apply(DomainPolicy p, Config config, String event) {
     Plan plan = rules(config).start(p);
     log.info(p.name() + " " + event + ": filtering " + plan.claim().keySet() + ", released " + plan.release());
+    if (plan.note() != null) {
+      log.warn(p.name() + " " + event + ": " + plan.note());
+    }
   }
 
   private void remove(String xml, String domain, Config config, String event, String extra) {
@@ -230,7 +234,8 @@ public final class HookMain {
   }
 
   private Rules rules(Config config) {
-    return new Rules(new StateStore(config.stateDir(), config.lockTimeoutSeconds()), runners.apply(config));
+    return new Rules(new StateStore(config.stateDir(), config.lockTimeoutSeconds()), runners.apply(config),
+        config.vmTaps(), new LinuxHost()::links);
   }
 
   /**

@@ -13,7 +13,6 @@ import ch.ungleich.uncloud.libvirtxml.domain.Interface;
 import ch.ungleich.uncloud.libvirtxml.firewall.Firewall;
 import ch.ungleich.uncloud.libvirtxml.firewall.FirewallInterface;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -74,18 +73,12 @@ public final class PolicyBuilder {
     }
 
     // metadata interfaces by MAC
-    Map<Mac, FirewallInterface> listed = new HashMap<>();
+    Map<Mac, FirewallInterface> listed = new LinkedHashMap<>();
     if (fw != null) {
       for (FirewallInterface fi : fw.interfaces) {
         Mac mac = parseMac(fi.mac, name + " metadata");
         if (listed.put(mac, fi) != null) {
           throw UncloudException.invalid(name + " metadata: interface " + mac + " is listed twice");
-        }
-        if (!nicNames.containsKey(mac)) {
-          throw UncloudException.invalid(
-              name + " metadata: interface " + mac + " is not a NIC of this domain (its NICs: "
-                  + (nicMacs.isEmpty() ? "none" : String.join(", ", nicMacs.stream().map(Mac::text).toList()))
-                  + ")");
         }
       }
     }
@@ -151,6 +144,27 @@ public final class PolicyBuilder {
               AddressSet.of(true, v6),
               // an unlisted NIC gets no IPv4 at all, not even the DHCP discover
               config.dhcpClient() && fi != null));
+    }
+    // Entries for a MAC the domain has no NIC with (yet): kept, so that both orders work (attach the
+    // NIC, then set its metadata; or set it first, for the NIC about to be attached). Checked like any
+    // other entry, so a bad address is refused now, not when the NIC arrives.
+    for (Map.Entry<Mac, FirewallInterface> e : listed.entrySet()) {
+      Mac mac = e.getKey();
+      if (nicNames.containsKey(mac)) {
+        continue;
+      }
+      String where = name + " metadata " + mac;
+      FirewallInterface fi = e.getValue();
+      boolean trusted = fi.trusted != null && (fi.trusted.strip().equals("true") || fi.trusted.strip().equals("1"));
+      for (FirewallInterface.Ip ip : fi.ips) {
+        IpPrefix p = parseIp(ip.address, where, trusted);
+        if (!trusted) {
+          claim(claims, p, mac.text() + " (not attached yet)", where);
+        }
+      }
+      warnings.add(name + " metadata: interface " + mac + ": no such NIC yet (its NICs: "
+          + (nicMacs.isEmpty() ? "none" : String.join(", ", nicMacs.stream().map(Mac::text).toList()))
+          + "); the entry applies once a NIC with this MAC is attached");
     }
     return new DomainPolicy(name, uuid, List.copyOf(out), List.copyOf(warnings));
   }

@@ -27,8 +27,11 @@ public record NicPolicy(
     AddressSet ipv6,
     boolean dhcpClient) {
 
-  /** Whether this NIC gets a chain of its own: a filtered type, a tap, and a mode other than OPEN. */
+  /**
+   * Whether this NIC gets a chain and a map element of its own: a type on a Linux bridge and a tap.
+   * An {@link Mode#OPEN} NIC gets one too (a lone accept), so the vm_taps guard knows it is a VM's.
+   */
   public boolean hasChain() {
-    return filterable && tap != null && mode != Mode.OPEN;
+    return filterable && tap != null;
   }
 }

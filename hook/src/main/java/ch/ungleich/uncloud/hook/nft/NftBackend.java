@@ -2,6 +2,7 @@ package ch.ungleich.uncloud.hook.nft;
 
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
 import ch.ungleich.uncloud.hook.model.NicPolicy;
+import ch.ungleich.uncloud.hook.model.VmTaps;
 import ch.ungleich.uncloud.hook.state.Owner;
 import ch.ungleich.uncloud.hook.state.Plan;
 import java.util.ArrayList;
@@ -20,15 +21,26 @@ import java.util.function.Function;
  * goes out; {@code HookMain} applies it. An event touches only the domain's own taps.
  */
 public final class NftBackend {
+  /** How a reconcile plan's prelude change starts when only the vm_taps guard is missing. */
+  public static final String GUARD_MISSING = "vm_taps guard was missing";
+
   private NftBackend() {}
+
+  /** {@link #start(DomainPolicy, List, Function, List)} without the vm_taps guard. */
+  public static Plan start(DomainPolicy p, List<String> previousTaps, Function<String, Owner> ownerOf) {
+    return start(p, previousTaps, ownerOf, List.of());
+  }
 
   /**
    * Installs the domain's rules (start, reconnect). Taps the domain owned before but no longer has are
-   * released; a bridged NIC that is not filtered (trusted, {@code unlisted = allow}) has any rules a
-   * previous user of its tap left removed.
+   * released; a bridged NIC that is not filtered (trusted, {@code unlisted = allow}) gets a chain that
+   * accepts, replacing any rules a previous user of its tap left.
+   *
+   * @param guard the vm_taps patterns the dispatch chain gets ({@link NftGuard} decides which are safe)
    */
-  public static Plan start(DomainPolicy p, List<String> previousTaps, Function<String, Owner> ownerOf) {
-    NftScript s = new NftScript().prelude();
+  public static Plan start(
+      DomainPolicy p, List<String> previousTaps, Function<String, Owner> ownerOf, List<String> guard) {
+    NftScript s = new NftScript().prelude(guard);
     Map<String, Owner> claim = new LinkedHashMap<>();
     List<String> release = new ArrayList<>();
     Set<String> current = new LinkedHashSet<>();
@@ -39,14 +51,9 @@ public final class NftBackend {
       }
       touched = true;
       current.add(nic.tap());
-      if (nic.hasChain()) {
-        Owner o = new Owner(p.uuid(), nic.mac().text(), p.name());
-        s.install(nic, o.comment());
-        claim.put(nic.tap(), o);
-      } else {
-        s.remove(nic.tap());
-        release.add(nic.tap());
-      }
+      Owner o = new Owner(p.uuid(), nic.mac().text(), p.name());
+      s.install(nic, o.comment());
+      claim.put(nic.tap(), o);
     }
     for (String tap : previousTaps) {
       Owner o = ownerOf.apply(tap);
@@ -71,7 +78,7 @@ public final class NftBackend {
       Owner o = ownerOf.apply(tap);
       if (o != null && o.uuid().equals(uuid)) {
         if (s.isEmpty()) {
-          s.prelude();
+          s.ensure(); // removing never changes the dispatch rule or the guard
         }
         s.remove(tap);
         release.add(tap);
@@ -85,8 +92,8 @@ public final class NftBackend {
    * filtered NIC. {@code reconcile} loads it into a scratch namespace ({@link NftRunner#canonical}) to
    * learn how nft stores it, and never applies it as such.
    */
-  public static String desiredScript(List<DomainPolicy> policies) {
-    NftScript s = new NftScript().prelude();
+  public static String desiredScript(List<DomainPolicy> policies, List<String> guard) {
+    NftScript s = new NftScript().prelude(guard);
     for (DomainPolicy p : policies) {
       for (NicPolicy nic : p.nics()) {
         if (nic.hasChain()) {
@@ -119,6 +126,8 @@ public final class NftBackend {
    * @param records the ownership records now
    * @param tapMac the host-side MAC of an interface (libvirt gives a tap the guest MAC with the first
    *     octet fe, or fa), null when there is no such interface
+   * @param guard the vm_taps patterns: reconcile knows every running domain, so their elements and the
+   *     guard go in together ({@code canonical} must have been made with the same patterns)
    */
   public static ReconcilePlan reconcile(
       List<DomainPolicy> policies,
@@ -127,7 +136,8 @@ public final class NftBackend {
       NftState observed,
       NftState canonical,
       Map<String, Owner> records,
-      Function<String, String> tapMac) {
+      Function<String, String> tapMac,
+      List<String> guard) {
     List<ReconcilePlan.Change> changes = new ArrayList<>();
     List<ReconcilePlan.Change> notes = new ArrayList<>();
 
@@ -168,7 +178,7 @@ public final class NftBackend {
             && (observed.ports() != null && !observed.ports().type().equals(wantMap)
                 || haveBase != null && !Objects.equals(haveBase.hook(), wantBase.hook()));
     if (rebuild) {
-      s.dropTable().prelude();
+      s.dropTable().prelude(guard);
       changes.add(
           new ReconcilePlan.Change(
               "rebuild", null, null, null,
@@ -176,13 +186,14 @@ public final class NftBackend {
                   + (haveBase == null ? "none" : haveBase.hook()) + "' cannot be changed in place; table recreated"));
       observed = NftState.ABSENT;
     } else if (!observed.exists()) {
-      s.prelude();
+      s.prelude(guard);
       changes.add(new ReconcilePlan.Change("prelude", null, null, null, "table " + NftScript.TABLE + " was missing"));
     } else if (!compare || observed.ports() == null || haveBase == null || !haveBase.keys().equals(wantBase.keys())) {
-      s.prelude();
+      s.prelude(guard);
       String what = !compare ? "table " + NftScript.TABLE + " appeared while reconcile ran"
           : observed.ports() == null ? "map " + NftScript.MAP + " was missing"
           : haveBase == null ? "chain " + NftScript.BASE_CHAIN + " was missing"
+          : guardOnlyMissing(haveBase, wantBase) ? GUARD_MISSING + ": added with every running VM's elements"
           : "dispatch rule of " + NftScript.BASE_CHAIN + " differs";
       changes.add(new ReconcilePlan.Change("prelude", null, null, null, what));
     }
@@ -211,6 +222,14 @@ public final class NftBackend {
             change(
                 "element", tap, o,
                 el == null ? "map element was missing" : "map element was '" + el.verdict() + "' labelled '" + el.comment() + "'"));
+      }
+    }
+
+    for (String tap : new TreeSet<>(untouchable)) {
+      if (observed.element(tap) == null && tapMac.apply(tap) != null
+          && guard.stream().anyMatch(g -> VmTaps.matches(g, tap))) {
+        notes.add(new ReconcilePlan.Change("keep", tap, null, null, "its domain's metadata is invalid and it has no"
+            + " rules: the vm_taps guard drops its frames until the metadata is fixed"));
       }
     }
 
@@ -281,6 +300,13 @@ public final class NftBackend {
     }
     String script = s.isEmpty() ? "" : s.render();
     return new ReconcilePlan(script, List.copyOf(changes), List.copyOf(notes), Map.copyOf(after));
+  }
+
+  /** Whether the dispatch chain has everything it should but the guard rules at its end. */
+  private static boolean guardOnlyMissing(NftState.Chain have, NftState.Chain want) {
+    List<String> h = have.keys();
+    List<String> w = want.keys();
+    return h.size() < w.size() && w.subList(0, h.size()).equals(h);
   }
 
   private static void keepRecord(Map<String, Owner> keep, String tap, Owner fromNft, Map<String, Owner> records) {

@@ -35,21 +35,48 @@ public final class NftScript {
     return "port-" + checkTap(tap);
   }
 
-  /** Table, map, base chain and its single dispatch rule: O(1) per frame, whatever the number of ports. */
+  /** {@link #prelude(List)} without the vm_taps guard. */
   public NftScript prelude() {
-    lines.add("add table " + T + " { comment \"uncloud-hook: VM anti-spoofing; managed, do not edit\"; }");
-    lines.add("add map " + T + " " + MAP + " { type ifname : verdict; comment \"VM tap -> its chain\"; }");
+    return prelude(List.of());
+  }
+
+  /**
+   * Table, map, base chain and its dispatch rule: O(1) per frame, whatever the number of ports. Then
+   * the vm_taps guard, one rule per pattern: a port the map does not know (the vmap did not match)
+   * whose name matches is dropped. Every NIC of a running VM has an element (an unfiltered one to a
+   * chain that accepts), so what the guard drops is a tap that has no rules yet.
+   *
+   * @param guard {@link ch.ungleich.uncloud.hook.model.VmTaps} patterns to drop; empty for none
+   */
+  public NftScript prelude(List<String> guard) {
+    ensure();
     lines.add(
         "add chain " + T + " " + BASE_CHAIN + " { type filter hook prerouting priority " + PRIORITY
             + "; policy accept; }");
     lines.add("flush chain " + T + " " + BASE_CHAIN);
     lines.add("add rule " + T + " " + BASE_CHAIN + " iifname vmap @" + MAP
         + " comment \"ports not in the map (uplinks, host) are not filtered\"");
+    for (String p : guard) {
+      rule(BASE_CHAIN, "iifname \"" + checkPattern(p) + "\" counter drop",
+          "vm_taps: a VM tap without rules (hot-plugged, not set up yet) is dropped, not forwarded");
+    }
     return this;
   }
 
   /**
-   * Fills {@code port-<tap>} for one NIC and points the map at it, labelled with its owner.
+   * Only table and map, leaving the dispatch chain as it is: enough for {@link #remove}, which never
+   * needs the dispatch rule or the guard changed (stopped, release).
+   */
+  public NftScript ensure() {
+    lines.add("add table " + T + " { comment \"uncloud-hook: VM anti-spoofing; managed, do not edit\"; }");
+    lines.add("add map " + T + " " + MAP + " { type ifname : verdict; comment \"VM tap -> its chain\"; }");
+    return this;
+  }
+
+  /**
+   * Fills {@code port-<tap>} for one NIC and points the map at it, labelled with its owner. A NIC
+   * that is deliberately unfiltered ({@link Mode#OPEN}) gets a chain with a lone {@code accept}: it
+   * has an element like every other NIC of a running VM, so the vm_taps guard never drops it.
    *
    * <p>No sets, not even anonymous ones: one rule per allowed address or prefix, ranges for constants,
    * and "target not in any allowed range" as one rule of negated comparisons. Every anonymous set a
@@ -61,6 +88,11 @@ public final class NftScript {
     String c = chain(nic.tap());
     lines.add("add chain " + T + " " + c);
     lines.add("flush chain " + T + " " + c);
+    if (nic.mode() == Mode.OPEN) {
+      rule(c, "accept", "deliberately unfiltered (trusted or unlisted = allow): known, so the vm_taps guard lets it pass");
+      element(nic.tap(), owner);
+      return this;
+    }
     String mac = nic.mac().text();
     rule(c, "ether saddr != " + mac + " counter drop", "source MAC is not the NIC's");
     announceSelf(c, mac);
@@ -277,6 +309,15 @@ public final class NftScript {
       b.append(ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\' ? ch : '_');
     }
     return b.length() > 127 ? b.substring(0, 127) : b.toString();
+  }
+
+  private static final Pattern GUARD = Pattern.compile("[A-Za-z0-9_.:-]{1,15}\\*?");
+
+  private static String checkPattern(String p) {
+    if (p == null || !GUARD.matcher(p).matches() || p.equals("*")) {
+      throw new IllegalArgumentException("unsafe vm_taps pattern reached the renderer: " + p);
+    }
+    return p;
   }
 
   private static String checkTap(String tap) {

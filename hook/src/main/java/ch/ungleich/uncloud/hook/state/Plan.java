@@ -11,5 +11,14 @@ import java.util.Map;
  * @param claim taps whose rules now belong to the given owner
  * @param release taps whose ownership record is removed
  * @param domainTaps the domain's taps from now on; null to forget the domain
+ * @param note what the caller should log besides (a vm_taps guard pattern withheld), else null
  */
-public record Plan(String script, Map<String, Owner> claim, List<String> release, List<String> domainTaps) {}
+public record Plan(String script, Map<String, Owner> claim, List<String> release, List<String> domainTaps, String note) {
+  public Plan(String script, Map<String, Owner> claim, List<String> release, List<String> domainTaps) {
+    this(script, claim, release, domainTaps, null);
+  }
+
+  public Plan withNote(String n) {
+    return new Plan(script, claim, release, domainTaps, n);
+  }
+}

@@ -6,6 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ch.ungleich.uncloud.hook.UncloudException;
+import ch.ungleich.uncloud.hook.model.VmTaps;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -49,6 +51,30 @@ class ConfigTest {
   void rejectsBadSettingsWithFileAndLine(String line) {
     UncloudException e = assertThrows(UncloudException.class, () -> Config.parse("\n" + line + "\n", "/etc/x.conf"));
     assertTrue(e.getMessage().startsWith("/etc/x.conf"), e.getMessage());
+    assertFalse(e.getMessage().contains("\n"));
+  }
+
+  @Test
+  void vmTapsDefaultListAndNone() {
+    assertEquals(List.of("vnet*"), Config.defaults().vmTaps().patterns());
+    assertEquals(List.of("vnet*", "tap-*", "vm0"), Config.parse("vm_taps = vnet*, tap-* ,vm0,vnet*\n", "t").vmTaps().patterns());
+    assertTrue(Config.parse("vm_taps = none\n", "t").vmTaps().isOff());
+    VmTaps t = VmTaps.parse("vnet*, tap-*");
+    assertTrue(t.matches("vnet12") && t.matches("tap-web01") && t.matches("vnet"));
+    assertFalse(t.matches("eth0") || t.matches("uplink0") || t.matches("tap0") || t.matches("xvnet0"));
+    assertTrue(VmTaps.parse("vm0").matches("vm0"));
+    assertFalse(VmTaps.parse("vm0").matches("vm01"));
+  }
+
+  @ParameterizedTest
+  @ValueSource(
+      strings = {
+        "*", "e*", "en*", "eth*", "br*", "vx*", "veth*", "v*", "bond*", "l*", "vnet *", "vnet*0", "*vnet", "vnet**",
+        "vnet\"*", "vnet;drop*", "vnet$*", "abcdefghijklmnop", "vnet*,", ",vnet*", "", "lo", "eth0.10"
+      })
+  void vmTapsRefusesUplinkLikeAndHostileNames(String value) {
+    UncloudException e = assertThrows(UncloudException.class, () -> Config.parse("vm_taps = " + value + "\n", "/etc/x.conf"));
+    assertTrue(e.getMessage().startsWith("/etc/x.conf: vm_taps: "), e.getMessage());
     assertFalse(e.getMessage().contains("\n"));
   }
 }

@@ -10,9 +10,12 @@ import ch.ungleich.uncloud.hook.doctor.Check.Status;
 import ch.ungleich.uncloud.hook.host.DomainView;
 import ch.ungleich.uncloud.hook.host.LinuxHost.FileInfo;
 import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
+import ch.ungleich.uncloud.hook.model.VmTaps;
+import ch.ungleich.uncloud.hook.nft.NftBackend;
 import ch.ungleich.uncloud.hook.nft.ReconcilePlan;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import org.junit.jupiter.api.Test;
 
 class ChecksTest {
@@ -143,7 +146,7 @@ class ChecksTest {
 
   @Test
   void invalidMetadataFails() {
-    DomainView bad = view("bad", 6, "bridge", meta("52:54:00:00:00:99", "192.0.2.6"), "");
+    DomainView bad = view("bad", 6, "bridge", meta("52:54:00:00:00:06", "192.0.2.300"), "");
     assertNull(bad.policy());
     Check c = Checks.domains(List.of(bad), Config.defaults(), t -> "x", "qemu:///system").get(0);
     assertEquals(Status.FAIL, c.status());
@@ -224,5 +227,38 @@ class ChecksTest {
     assertEquals(0, Checks.exitCode(List.of(Check.pass("a", null, "x"))));
     assertEquals(1, Checks.exitCode(List.of(Check.pass("a", null, "x"), Check.warn("b", null, "y", "z"))));
     assertEquals(2, Checks.exitCode(List.of(Check.fail("a", null, "x", "f"), Check.warn("b", null, "y", "z"))));
+  }
+
+  @Test
+  void guardIsConfiguredInstalledAndCoversEveryTapOnABridge() {
+    VmTaps vnet = VmTaps.parse("vnet*");
+    String conf = "/etc/uncloud-hook/uncloud-hook.conf";
+    Map<String, String> taps = Map.of("vnet0", "br0");
+    List<Check> ok = Checks.guard(vnet, conf, List.of("vnet*"), taps, Set.of(), 1);
+    assertEquals(List.of(Status.PASS), ok.stream().map(Check::status).toList());
+    assertEquals(Status.PASS, Checks.guard(vnet, conf, null, Map.of(), Set.of(), 0).get(0).status());
+
+    Check missing = Checks.guard(vnet, conf, List.of(), taps, Set.of(), 1).get(0);
+    assertEquals(Status.WARN, missing.status());
+    assertEquals("uncloud-hook reconcile", missing.fix());
+
+    Check off = Checks.guard(VmTaps.none(), conf, List.of(), Map.of(), Set.of(), 1).get(0);
+    assertEquals(Status.WARN, off.status());
+    assertTrue(off.fix().contains("vm_taps = vnet*"), off.fix());
+
+    // a tap named by <target dev> outside the patterns, without rules: forwarded unfiltered
+    List<Check> named = Checks.guard(vnet, conf, List.of("vnet*"), Map.of("tap-web01", "br0", "tap-db", "br1"),
+        Set.of("tap-db"), 1);
+    assertEquals(1, named.size(), named.toString());
+    assertEquals("tap-web01 (bridge br0)", named.get(0).subject());
+    assertTrue(named.get(0).fix().contains("vm_taps = vnet*, tap-web*"), named.get(0).fix());
+  }
+
+  @Test
+  void aMissingGuardIsTheGuardChecksNotDrift() {
+    ReconcilePlan p = new ReconcilePlan("x", List.of(new ReconcilePlan.Change("prelude", null, null, null,
+        NftBackend.GUARD_MISSING + ": added with every running VM's elements")), List.of(), Map.of());
+    List<Check> c = Checks.drift(p, 2);
+    assertEquals(List.of("PASS drift", "PASS stale"), c.stream().map(x -> x.status() + " " + x.id()).toList());
   }
 }

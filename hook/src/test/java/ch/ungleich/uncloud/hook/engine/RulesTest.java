@@ -1,6 +1,7 @@
 package ch.ungleich.uncloud.hook.engine;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -8,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import ch.ungleich.uncloud.hook.config.Config;
 import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
+import ch.ungleich.uncloud.hook.model.VmTaps;
 import ch.ungleich.uncloud.hook.nft.FakeNftRunner;
 import ch.ungleich.uncloud.hook.state.Plan;
 import ch.ungleich.uncloud.hook.state.StateStore;
@@ -34,7 +36,7 @@ class RulesTest {
   void setUp() {
     nft = new FakeNftRunner();
     store = new StateStore(tmp.resolve("state").toString(), 5);
-    rules = new Rules(store, nft);
+    rules = new Rules(store, nft, VmTaps.parse("vnet*"), links::keySet);
   }
 
   static DomainPolicy policy(int nics) {
@@ -97,5 +99,74 @@ class RulesTest {
     assertNotNull(f.combinedFailed());
     assertEquals(1, f.failures().size());
     assertNull(f.notLocked());
+  }
+
+  static final String CHAIN = "list chain bridge uncloud filter-prerouting";
+  static final String MAP = "list map bridge uncloud ports";
+  static final String GUARD_LINE = "iifname \"vnet*\" counter drop";
+
+  /** The host's interfaces: lo, an uplink and the given taps (host-side MAC fe:54:00:aa:bb:NN). */
+  void host(String... taps) {
+    links.put("lo", "00:00:00:00:00:00");
+    links.put("eth0", "52:54:00:12:34:56");
+    for (String t : taps) {
+      links.put(t, String.format("fe:54:00:aa:bb:%02x", Integer.parseInt(t.substring(4)) + 0x90));
+    }
+  }
+
+  @Test
+  void firstCallOnAnEmptyHostAddsTheGuardWithItsOwnElements() {
+    nft.listings.put(CHAIN, "Error: No such file or directory");
+    host("vnet0");
+    Plan p = rules.start(policy(1));
+    assertNull(p.note());
+    assertTrue(p.script().contains(GUARD_LINE), p.script());
+    assertTrue(p.script().indexOf(GUARD_LINE) < p.script().indexOf("port-vnet0"), "one transaction, guard first");
+  }
+
+  @Test
+  void aRunningTapWithoutAnElementKeepsTheGuardOutUntilItHasOne() {
+    // an older version's table: no guard; vnet1 is another running VM's NIC without an element
+    nft.listings.put(CHAIN, "table bridge uncloud {\n\tchain filter-prerouting {\n\t\tiifname vmap @ports\n\t}\n}\n");
+    nft.listings.put(MAP, "table bridge uncloud {\n\tmap ports {\n\t\telements = { \"vnet2\" comment \"x\" : jump port-vnet2 }\n\t}\n}\n");
+    host("vnet0", "vnet1", "vnet2");
+    Plan p = rules.start(policy(1));
+    assertFalse(p.script().contains(GUARD_LINE), p.script());
+    assertTrue(p.script().contains("port-vnet0"), p.script());
+    assertTrue(p.note().contains("'vnet*' (vnet1)") && p.note().contains("uncloud-hook reconcile"), p.note());
+    // once vnet1 has its element (its own hook call, reconcile), the next call adds the guard
+    nft.listings.put(MAP, "elements = { \"vnet1\" : jump port-vnet1, \"vnet2\" comment \"x\" : jump port-vnet2 }");
+    Plan again = rules.start(policy(1));
+    assertNull(again.note());
+    assertTrue(again.script().contains(GUARD_LINE), again.script());
+  }
+
+  @Test
+  void anInstalledGuardStaysWithoutLookingAtInterfaces() {
+    nft.listings.put(CHAIN, "\t\tiifname vmap @ports comment \"x\"\n\t\tiifname \"vnet*\" counter packets 3 bytes 180 drop comment \"y\"\n");
+    Rules r = new Rules(store, nft, VmTaps.parse("vnet*"), () -> {
+      throw new AssertionError("interfaces read although the guard is installed");
+    });
+    assertTrue(r.start(policy(1)).script().contains(GUARD_LINE));
+  }
+
+  @Test
+  void stopNeverTouchesTheDispatchChain() {
+    host("vnet0");
+    rules.start(policy(1));
+    Plan stop = rules.stop(UUID);
+    assertFalse(stop.script().contains("filter-prerouting"), stop.script());
+    assertTrue(stop.script().contains("delete chain bridge uncloud port-vnet0"), stop.script());
+  }
+
+  @Test
+  void aBatchOfEveryRunningDomainAddsTheGuardInItsOneTransaction() {
+    nft.listings.put(CHAIN, "Error: No such file or directory");
+    host("vnet0", "vnet1");
+    Rules.Batch b = rules.startAll(List.of(policy(2)));
+    assertTrue(b.together());
+    assertEquals(1, nft.scripts.size());
+    assertTrue(nft.last().contains(GUARD_LINE), nft.last());
+    assertEquals(nft.last().indexOf(GUARD_LINE), nft.last().lastIndexOf(GUARD_LINE), "one guard rule: " + nft.last());
   }
 }

@@ -93,7 +93,7 @@ class PolicyBuilderTest {
     assertEquals(Mode.MAC_ONLY, build(xml, "unlisted = mac-only").nics().get(1).mode());
     NicPolicy allow = build(xml, "unlisted = allow").nics().get(0);
     assertEquals(Mode.OPEN, allow.mode());
-    assertFalse(allow.hasChain());
+    assertTrue(allow.hasChain(), "an unfiltered NIC gets a chain that accepts, so the vm_taps guard knows it");
   }
 
   @Test
@@ -158,9 +158,22 @@ class PolicyBuilderTest {
   }
 
   @Test
-  void rejectsMetadataForAMacTheDomainLacks() {
-    String m = reject(domain(iface(MAC2, "192.0.2.10"), nic("bridge", MAC1, "vnet0")));
-    assertTrue(m.contains(MAC2 + " is not a NIC of this domain (its NICs: " + MAC1 + ")"), m);
+  void keepsMetadataForANicNotAttachedYetButChecksIt() {
+    // set first, attach later: the entry is kept and named, the existing NIC is unaffected
+    DomainPolicy p = build(domain(iface(MAC2, "192.0.2.20") + iface(MAC1, "192.0.2.10"), nic("bridge", MAC1, "vnet0")));
+    assertEquals(1, p.nics().size());
+    assertEquals(List.of("192.0.2.10"), p.nics().get(0).ipv4().elements());
+    assertTrue(p.warnings().stream().anyMatch(w -> w.contains(MAC2 + ": no such NIC yet (its NICs: " + MAC1 + ")")),
+        p.warnings().toString());
+    // and its addresses are checked now, not when the NIC arrives
+    String bad = reject(domain(iface(MAC2, "192.0.2.300"), nic("bridge", MAC1, "vnet0")));
+    assertTrue(bad.startsWith("web01 metadata " + MAC2 + ": "), bad);
+    String clash = reject(domain(iface(MAC1, "192.0.2.10") + iface(MAC2, "192.0.2.10"), nic("bridge", MAC1, "vnet0")));
+    assertTrue(clash.contains("one address belongs to one NIC"), clash);
+    // the NIC attached (a new hook call or the agent): the entry applies
+    DomainPolicy after = build(domain(iface(MAC2, "192.0.2.20"), nic("bridge", MAC1, "vnet0"), nic("bridge", MAC2, "vnet1")));
+    assertEquals(List.of("192.0.2.20"), after.nics().get(1).ipv4().elements());
+    assertTrue(after.warnings().isEmpty(), after.warnings().toString());
   }
 
   @Test

@@ -10,6 +10,8 @@ import java.util.List;
 public final class FakeNftRunner implements NftRunner {
   public final List<String> scripts = Collections.synchronizedList(new ArrayList<>());
   public String failWith;
+  /** What {@link #run} prints, by its arguments joined with spaces; "" for any other. */
+  public final java.util.Map<String, String> listings = new java.util.HashMap<>();
 
   @Override
   public void apply(String script) {
@@ -21,7 +23,11 @@ public final class FakeNftRunner implements NftRunner {
 
   @Override
   public String run(String... args) {
-    return "";
+    String out = listings.get(String.join(" ", args));
+    if (out != null && out.startsWith("Error: ")) {
+      throw new UncloudException(ExitCodes.APPLY_FAILED, "nft failed: " + out);
+    }
+    return out == null ? "" : out;
   }
 
   public String last() {

@@ -37,7 +37,7 @@ class GoldenTest {
     Path conf = dir.resolve("host.conf");
     Config config = Files.exists(conf) ? Config.parse(Files.readString(conf), conf.toString()) : Config.defaults();
     DomainPolicy p = PolicyBuilder.build(DomainReader.read(Files.readString(dir.resolve("domain.xml"))), config);
-    String actual = NftBackend.start(p, List.of(), tap -> null).script();
+    String actual = NftBackend.start(p, List.of(), tap -> null, config.vmTaps().patterns()).script();
     Path expected = dir.resolve("expected.nft");
     if (Boolean.getBoolean("golden.update") || !Files.exists(expected)) {
       Files.writeString(expected, actual);

@@ -96,14 +96,17 @@ class NftBackendTest {
   }
 
   @Test
-  void aTapThatBecomesUnfilteredLosesThePreviousOwnersRules() {
+  void aTapThatBecomesUnfilteredLosesThePreviousOwnersRulesAndGetsALoneAccept() {
     Records r = new Records();
     r.commit(A, NftBackend.start(policy("a", A, "52:54:00:00:00:0a", "vnet0", "deny"), r.of(A), r.taps::get));
     Plan b = NftBackend.start(policy("b", B, "52:54:00:00:00:0b", "vnet0", "allow"), r.of(B), r.taps::get);
-    assertTrue(b.script().contains("delete element bridge uncloud ports { \"vnet0\" }"));
-    assertFalse(b.script().contains("jump port-vnet0 }\nadd rule"));
+    // flushed and refilled with one accept: nothing of A's rules is left, and the guard knows the NIC
+    assertTrue(b.script().contains("add chain bridge uncloud port-vnet0\nflush chain bridge uncloud port-vnet0\n"
+        + "add rule bridge uncloud port-vnet0 accept comment"), b.script());
+    assertFalse(b.script().contains("port-vnet0 ether"), b.script());
+    assertTrue(b.script().contains("comment \"b " + B + " 52:54:00:00:00:0b\" : jump port-vnet0 }"), b.script());
     r.commit(B, b);
-    assertNull(r.taps.get("vnet0"));
+    assertEquals(B, r.taps.get("vnet0").uuid());
   }
 
   @Test

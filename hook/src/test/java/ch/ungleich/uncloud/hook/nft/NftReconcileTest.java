@@ -53,6 +53,8 @@ class NftReconcileTest {
     return PolicyBuilder.build(LibvirtXml.readDomain(xml), Config.defaults());
   }
 
+  static final List<String> GUARD = List.of("vnet*");
+
   /** A host: fake nft, records, interfaces (tap to host-side MAC) and running domains. */
   static final class Host {
     final FakeNft nft = new FakeNft();
@@ -72,9 +74,9 @@ class NftReconcileTest {
     ReconcilePlan plan() {
       NftState observed = nft.state();
       NftState canonical = observed.chain(NftScript.BASE_CHAIN) == null
-          ? NftState.ABSENT : FakeNft.canonicalState(NftBackend.desiredScript(domains));
+          ? NftState.ABSENT : FakeNft.canonicalState(NftBackend.desiredScript(domains, GUARD));
       Set<String> running = domains.stream().map(DomainPolicy::uuid).collect(Collectors.toSet());
-      return NftBackend.reconcile(domains, running, untouchable, nft.state(), canonical, records, links::get);
+      return NftBackend.reconcile(domains, running, untouchable, nft.state(), canonical, records, links::get, GUARD);
     }
 
     /** Plans and applies like the command does: one transaction, then the records. */
@@ -127,7 +129,7 @@ class NftReconcileTest {
     h.nft.handEdit(early.nft.scripts.get(0));
     h.nft.count("port-vnet0", 0, 3, 180);
     ReconcilePlan p = NftBackend.reconcile(h.domains, Set.of(U1, U2), Set.of(), h.nft.state(), NftState.ABSENT,
-        h.records, h.links::get);
+        h.records, h.links::get, GUARD);
     assertEquals(List.of("prelude -", "update vnet0", "install vnet1", "install vnet2", "record vnet0", "record vnet1",
         "record vnet2"), actions(p));
     h.nft.apply(p.script());
@@ -189,7 +191,7 @@ class NftReconcileTest {
   }
 
   @Test
-  void stoppedDomainsAndTrustedNicsLoseTheirRules() {
+  void stoppedDomainsLoseTheirRulesAndATrustedNicGetsALoneAccept() {
     Host h = new Host().run(VM1).run(VM2);
     h.reconcile();
     h.domains.remove(1); // vm2 stopped without its hook (crash): its taps are gone
@@ -202,13 +204,43 @@ class NftReconcileTest {
                 .replace("<uc:firewall xmlns:uc='https://ungleich.ch/uncloud/hook/1'>",
                     "<uc:firewall xmlns:uc='https://ungleich.ch/uncloud/hook/1'><uc:interface mac='52:54:00:aa:bb:01' trusted='true'/>")));
     ReconcilePlan p = h.reconcile();
-    assertEquals(List.of("remove vnet0", "remove vnet1", "remove vnet2", "record vnet0", "record vnet1", "record vnet2"), actions(p));
+    assertEquals(List.of("update vnet0", "remove vnet1", "remove vnet2", "record vnet1", "record vnet2"), actions(p));
     assertTrue(p.changes().get(1).detail().contains("no longer exists"), p.changes().get(1).detail());
-    assertTrue(p.changes().get(0).detail().contains("vm1 no longer filters vnet0"), p.changes().get(0).detail());
-    assertTrue(h.nft.state().ports().elements().isEmpty());
-    assertEquals(List.of("filter-prerouting"), List.copyOf(h.nft.state().chains().keySet()));
-    assertTrue(h.records.isEmpty());
+    // the trusted NIC keeps an element, to a chain that accepts: the vm_taps guard must not drop it
+    assertEquals(Set.of("vnet0"), h.nft.state().ports().elements().keySet());
+    assertEquals(List.of("accept"), h.nft.state().chain("port-vnet0").rules().stream().map(r -> r.key().replaceFirst(" comment .*", "")).toList());
+    assertEquals(List.of("filter-prerouting", "port-vnet0"), List.copyOf(h.nft.state().chains().keySet()));
+    assertEquals(Set.of("vnet0"), h.records.keySet());
     assertTrue(h.plan().isEmpty());
+  }
+
+  @Test
+  void upgradeAddsTheGuardInOneTransactionWithTheElementsOfEveryRunningNic() {
+    // an older version's table: no guard, and the trusted NIC vnet7 has neither element nor chain
+    DomainPolicy router = policy(
+        domain("router", U3, new String[] {"52:54:00:aa:bb:07", "vnet7"})
+            .replace("<uc:firewall xmlns:uc='https://ungleich.ch/uncloud/hook/1'>",
+                "<uc:firewall xmlns:uc='https://ungleich.ch/uncloud/hook/1'><uc:interface mac='52:54:00:aa:bb:07' trusted='true'/>"));
+    Host h = new Host().run(VM1).run(router);
+    h.nft.handEdit(NftBackend.start(VM1, List.of(), t -> null).script());
+    h.records.put("vnet0", NftBackend.owner(VM1, VM1.nics().get(0)));
+    ReconcilePlan p = h.reconcile();
+    assertEquals(List.of("prelude -", "install vnet7", "record vnet7"), actions(p));
+    assertTrue(p.changes().get(0).detail().contains("vm_taps guard was missing"), p.changes().get(0).detail());
+    String s = p.script();
+    assertEquals(1, h.nft.scripts.size());
+    assertTrue(s.indexOf("iifname \"vnet*\" counter drop") >= 0 && s.contains("{ \"vnet7\" comment \"router "), s);
+    assertEquals(Set.of("vnet0", "vnet7"), h.nft.state().ports().elements().keySet());
+    assertTrue(h.plan().isEmpty(), () -> "not idempotent: " + h.plan());
+  }
+
+  @Test
+  void aTapOfAnInvalidDomainWithoutRulesIsNamedWhenTheGuardDropsIt() {
+    Host h = new Host().run(VM1);
+    h.links.put("vnet4", "fe:54:00:aa:bb:04");
+    h.untouchable.add("vnet4");
+    ReconcilePlan p = h.reconcile();
+    assertTrue(p.notes().stream().anyMatch(n -> "vnet4".equals(n.tap()) && n.detail().contains("guard drops")), p.notes().toString());
   }
 
   @Test
@@ -217,7 +249,7 @@ class NftReconcileTest {
     h.reconcile();
     // vm3 started after libvirt was read: its hook installed vnet5; libvirt's list does not have it
     DomainPolicy vm3 = policy(domain("vm3", U3, new String[] {"52:54:00:aa:bb:05", "vnet5", "203.0.113.5"}));
-    h.nft.apply(NftBackend.start(vm3, List.of(), t -> null).script());
+    h.nft.apply(NftBackend.start(vm3, List.of(), t -> null, GUARD).script());
     h.records.put("vnet5", NftBackend.owner(vm3, vm3.nics().get(0)));
     h.links.put("vnet5", "fe:54:00:aa:bb:05");
     // vm1 stopped after libvirt was read: its tap is gone, its hook removed its rules

@@ -148,6 +148,21 @@ public final class NetnsLab implements AutoCloseable {
     }
   }
 
+  /**
+   * A port that joins br0 later, as a hot-plugged NIC's tap does: namespace {@code {tag}-hp{n}}
+   * with {@code eth0} carrying {@code mac}, its bridge side named {@code bridgePort}.
+   */
+  public Port addPort(String bridgePort, String mac) {
+    Port p = new Port(tag + "-hp" + namespaces.size(), "eth0", bridgePort, mac);
+    ip("netns", "add", p.netns());
+    namespaces.add(p.netns());
+    ipBatch(hv, List.of(
+        "link add " + p.bridgePort() + " type veth peer name " + p.iface() + " address " + mac + " netns " + p.netns(),
+        "link set " + p.bridgePort() + " master " + BRIDGE + " up"));
+    ip("-n", p.netns(), "link", "set", p.iface(), "up");
+    return p;
+  }
+
   private static void ipBatch(String netns, List<String> lines) {
     List<String> cmd = new ArrayList<>(List.of("ip"));
     if (netns != null) {
