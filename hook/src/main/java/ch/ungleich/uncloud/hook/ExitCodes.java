@@ -12,6 +12,8 @@ public final class ExitCodes {
   public static final int APPLY_FAILED = 3;
   /** Another uncloud-hook held the host lock for longer than lock_timeout. */
   public static final int LOCKED = 4;
+  /** {@code source = etcd}: no etcd endpoint answered; nothing was changed. */
+  public static final int SOURCE_UNAVAILABLE = 5;
 
   /** {@code doctor}: every check passed is {@link #OK}; this means warnings and no failure. */
   public static final int DOCTOR_WARNINGS = 1;

@@ -22,6 +22,7 @@ import picocli.CommandLine.Command;
       MetadataCommand.class,
       NwfilterCommand.class,
       SyncCommand.class,
+      EtcdCommand.class,
       DemoCommand.class,
       CommandLine.HelpCommand.class
     })

@@ -6,6 +6,7 @@ import ch.ungleich.uncloud.hook.doctor.Check;
 import ch.ungleich.uncloud.hook.doctor.Checks;
 import ch.ungleich.uncloud.hook.doctor.Launcher;
 import ch.ungleich.uncloud.hook.engine.Reconcile;
+import ch.ungleich.uncloud.hook.host.DomainView;
 import ch.ungleich.uncloud.hook.host.LinuxHost;
 import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
 import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
@@ -19,6 +20,8 @@ import ch.ungleich.uncloud.hook.nft.NftState;
 import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
 import ch.ungleich.uncloud.hook.nft.ReconcilePlan;
 import ch.ungleich.uncloud.hook.nwfilter.Templates;
+import ch.ungleich.uncloud.hook.source.AddressSource;
+import ch.ungleich.uncloud.hook.source.EtcdClient;
 import ch.ungleich.uncloud.hook.state.StateStore;
 import ch.ungleich.uncloud.libvirtxml.LibvirtXml;
 import java.io.PrintWriter;
@@ -124,7 +127,7 @@ final class DoctorCommand implements Callable<Integer> {
     checks.add(Checks.config(configPath, source, host.file(configPath).exists(), cfg, cfgError));
     if (stateDir != null) {
       cfg = new Config(cfg.backend(), cfg.unlisted(), cfg.linkLocalAny(), cfg.dhcpClient(), stateDir, cfg.logFile(),
-          cfg.lockTimeoutSeconds(), cfg.nft(), cfg.vmTaps());
+          cfg.lockTimeoutSeconds(), cfg.nft(), cfg.vmTaps(), cfg.etcd());
     }
 
     // libvirtd noticed the hook
@@ -198,6 +201,9 @@ final class DoctorCommand implements Callable<Integer> {
     if (inv != null) {
       checks.addAll(Checks.conflicts(inv.domains));
     }
+    if (cfg.etcd().etcd()) {
+      checks.addAll(etcdChecks(cfg, inv));
+    }
     checks.addAll(Checks.bridgeNfCall(host.sysctl("net.bridge.bridge-nf-call-iptables"), host.sysctl("net.bridge.bridge-nf-call-ip6tables")));
 
     int code = Checks.exitCode(checks);
@@ -220,6 +226,29 @@ final class DoctorCommand implements Callable<Integer> {
       out.flush();
     }
     return code;
+  }
+
+  /** source = etcd: each endpoint, and the running domains that have no key. */
+  private static List<Check> etcdChecks(Config cfg, Inventory inv) {
+    EtcdClient etcd = new EtcdClient(cfg.etcd());
+    Map<String, String> endpoints = new LinkedHashMap<>();
+    cfg.etcd().endpoints().forEach(e -> endpoints.put(e, etcd.status(e)));
+    Map<String, String> missing = new LinkedHashMap<>();
+    if (inv != null && endpoints.values().stream().anyMatch(v -> v.startsWith("version"))) {
+      for (DomainView d : inv.running()) {
+        if (d.live() != null && d.policy() != null) {
+          String key = AddressSource.key(d.live(), cfg);
+          try {
+            if (etcd.get(key) == null) {
+              missing.put(d.name(), key);
+            }
+          } catch (UncloudException e) {
+            break; // the endpoint checks say it
+          }
+        }
+      }
+    }
+    return Checks.etcd(endpoints, missing, cfg.unlisted());
   }
 
   /** A NIC with documentation addresses: what the kernel check loads when no domain runs. */

@@ -5,6 +5,7 @@ import ch.ungleich.uncloud.hook.engine.Desired;
 import ch.ungleich.uncloud.hook.host.DomainView;
 import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
+import ch.ungleich.uncloud.hook.source.AddressSource;
 import java.util.ArrayList;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -32,7 +33,8 @@ final class Inventory {
 
   private static Inventory of(List<LibvirtSession.DomainXml> xmls, Config config) {
     // parsing and checking 1000 domains is a third of a reconcile's own time: on every core
-    List<DomainView> out = new ArrayList<>(xmls.parallelStream().map(x -> DomainView.of(x, config)).toList());
+    AddressSource src = AddressSource.of(config);
+    List<DomainView> out = new ArrayList<>(xmls.parallelStream().map(x -> DomainView.of(x, config, src)).toList());
     out.sort((a, b) -> a.name().compareTo(b.name()));
     return new Inventory(config, List.copyOf(out));
   }

@@ -22,6 +22,7 @@ import java.util.Map;
  * @param nft the nft binary
  * @param vmTaps {@code vm_taps}: which bridge ports are VM taps, dropped while they have no rules
  *     (default {@code vnet*}; {@code none}: no guard); see {@link VmTaps}
+ * @param etcd {@code source} and the {@code etcd_*} settings: where a domain's addresses come from
  */
 public record Config(
     String backend,
@@ -32,7 +33,8 @@ public record Config(
     String logFile,
     int lockTimeoutSeconds,
     String nft,
-    VmTaps vmTaps) {
+    VmTaps vmTaps,
+    EtcdSettings etcd) {
 
   public static final String DEFAULT_PATH = "/etc/uncloud-hook/uncloud-hook.conf";
   public static final String ENV = "UNCLOUD_HOOK_CONFIG";
@@ -53,6 +55,7 @@ public record Config(
     v.put("lock_timeout", "30");
     v.put("nft", "/usr/sbin/nft");
     v.put("vm_taps", VmTaps.DEFAULT);
+    EtcdSettings.putDefaults(v);
     String[] lines = text.split("\n", -1);
     for (int n = 0; n < lines.length; n++) {
       String line = lines[n].strip();
@@ -79,7 +82,8 @@ public record Config(
         absolute(where, "log_file", v.get("log_file"), true),
         seconds(where, v.get("lock_timeout")),
         absolute(where, "nft", v.get("nft"), false),
-        vmTaps(where, v.get("vm_taps")));
+        vmTaps(where, v.get("vm_taps")),
+        EtcdSettings.of(where, v));
   }
 
   private static String unquote(String s) {
@@ -89,7 +93,7 @@ public record Config(
     return s;
   }
 
-  private static String oneOf(String where, String key, Map<String, String> v, String... allowed) {
+  static String oneOf(String where, String key, Map<String, String> v, String... allowed) {
     String value = v.get(key);
     for (String a : allowed) {
       if (a.equals(value)) {
@@ -100,7 +104,7 @@ public record Config(
         where + ": " + key + " = '" + value + "' is not one of " + String.join(", ", allowed));
   }
 
-  private static String absolute(String where, String key, String value, boolean emptyOk) {
+  static String absolute(String where, String key, String value, boolean emptyOk) {
     if (value.isEmpty() && emptyOk) {
       return value;
     }

@@ -5,8 +5,8 @@ import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.config.Config;
 import ch.ungleich.uncloud.hook.host.DomainView;
 import ch.ungleich.uncloud.hook.host.LinuxHost.FileInfo;
-import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
+import ch.ungleich.uncloud.hook.source.AddressSource;
 import ch.ungleich.uncloud.hook.model.IpPrefix;
 import ch.ungleich.uncloud.hook.model.Mode;
 import ch.ungleich.uncloud.hook.model.NicPolicy;
@@ -22,6 +22,7 @@ import java.time.Instant;
 import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 import java.util.function.Function;
 
@@ -477,6 +478,7 @@ public final class Checks {
   public static List<Check> nwfilterDrift(List<DomainView> views, Config c) {
     List<Check> out = new ArrayList<>();
     int nics = 0;
+    AddressSource src = AddressSource.of(c);
     for (DomainView d : views) {
       if (d.active() && d.policy() != null && d.live() != null) {
         try {
@@ -492,7 +494,7 @@ public final class Checks {
       }
       if (d.config() != null && d.configError() == null) {
         try {
-          DomainPolicy p = PolicyBuilder.build(d.config(), c);
+          DomainPolicy p = src.policy(d.config());
           List<NwfilterBackend.NicChange> plan = NwfilterBackend.plan(p, d.config(), true);
           if (!NwfilterBackend.inSync(plan)) {
             out.add(Check.warn("drift", d.name() + " (persistent)",
@@ -674,6 +676,31 @@ public final class Checks {
     List<FileInfo> out = new ArrayList<>();
     out.add(a);
     out.addAll(b);
+    return out;
+  }
+
+  /**
+   * {@code source = etcd}: every endpoint's answer ({@code version ...} or {@code unreachable: ...}; FAIL
+   * when none answers, WARN for each one down while others answer) and the running domains without a
+   * key (WARN: they get {@code unlisted}). Invalid values fail in {@link #domains}, disagreement with
+   * what is installed in the drift checks, as for the metadata.
+   */
+  public static List<Check> etcd(Map<String, String> endpoints, Map<String, String> missingKeys, String unlisted) {
+    List<Check> out = new ArrayList<>();
+    boolean any = endpoints.values().stream().anyMatch(v -> v.startsWith("version"));
+    endpoints.forEach((e, v) -> {
+      if (v.startsWith("version")) {
+        out.add(Check.pass("etcd-endpoint", e, "etcd " + v));
+      } else if (any) {
+        out.add(Check.warn("etcd-endpoint", e, v + "; the hook asks the next endpoint", "start that etcd member, or"
+            + " drop it from etcd_endpoints"));
+      } else {
+        out.add(Check.fail("etcd-endpoint", e, v + "; no endpoint answers: the hook refuses every start and migration",
+            "start the etcd cluster, or correct etcd_endpoints"));
+      }
+    });
+    missingKeys.forEach((name, key) -> out.add(Check.warn("etcd-key", name, "no key " + key + ": every NIC gets unlisted = "
+        + unlisted, "uncloud-hook etcd put " + name + " --file VALUE (or have the VM manager write it)")));
     return out;
   }
 }

@@ -3,10 +3,10 @@ package ch.ungleich.uncloud.hook.host;
 import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.config.Config;
 import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
-import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
 import ch.ungleich.uncloud.hook.model.IpPrefix;
 import ch.ungleich.uncloud.hook.model.Mac;
+import ch.ungleich.uncloud.hook.source.AddressSource;
 import ch.ungleich.uncloud.libvirtxml.DomainReader;
 import ch.ungleich.uncloud.libvirtxml.XmlException;
 import ch.ungleich.uncloud.libvirtxml.domain.Domain;
@@ -41,6 +41,11 @@ public record DomainView(
 
   /** Reads a domain's XML and derives its policy as the hook would. */
   public static DomainView of(LibvirtSession.DomainXml x, Config cfg) {
+    return of(x, cfg, AddressSource.of(cfg));
+  }
+
+  /** {@link #of(LibvirtSession.DomainXml, Config)} with the addresses from {@code src} (one for many domains). */
+  public static DomainView of(LibvirtSession.DomainXml x, Config cfg, AddressSource src) {
     Domain live = null;
     Domain config = null;
     String error = null;
@@ -69,7 +74,7 @@ public record DomainView(
     DomainPolicy policy = null;
     if (source != null) {
       try {
-        policy = PolicyBuilder.build(source, cfg);
+        policy = src.policy(source);
       } catch (UncloudException e) {
         error = e.getMessage();
       }
@@ -78,7 +83,7 @@ public record DomainView(
     }
     if (config != null && x.active() && configError == null) {
       try {
-        PolicyBuilder.build(config, cfg);
+        src.policy(config);
       } catch (UncloudException e) {
         configError = "persistent definition: " + e.getMessage();
       }

@@ -7,10 +7,10 @@ import ch.ungleich.uncloud.hook.config.ConfigFile;
 import ch.ungleich.uncloud.hook.engine.Rules;
 import ch.ungleich.uncloud.hook.host.LinuxHost;
 import ch.ungleich.uncloud.hook.log.Log;
-import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
 import ch.ungleich.uncloud.hook.nft.NftRunner;
 import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
+import ch.ungleich.uncloud.hook.source.AddressSource;
 import ch.ungleich.uncloud.hook.state.Plan;
 import ch.ungleich.uncloud.hook.state.StateStore;
 import ch.ungleich.uncloud.libvirtxml.DomainReader;
@@ -105,6 +105,8 @@ public final class HookBatch {
   /** Returns false when the files must stay for the next run (the host lock was not to be had). */
   private boolean handle(List<Spool.Entry> entries, Config config, Spool spool) {
     List<DomainPolicy> policies = new ArrayList<>();
+    // one source for the batch: with etcd, an unreachable cluster is found once, not once per domain
+    AddressSource source = AddressSource.of(config);
     for (Spool.Entry e : entries) {
       if (e.stale()) {
         log.warn("hook-batch reconnect: " + spool + "/" + e.file() + " is older than " + STALE_SECONDS
@@ -113,12 +115,12 @@ public final class HookBatch {
       }
       if (config.backend().equals("nwfilter")) {
         // nothing to apply (libvirt re-instantiates the filters): each domain checked as its own call would
-        new HookMain(env, err, runners).run(new String[] {name(e), "reconnect", "begin", "-"},
+        new HookMain(env, err, runners).source(source).run(new String[] {name(e), "reconnect", "begin", "-"},
             new ByteArrayInputStream(e.xml().getBytes(StandardCharsets.UTF_8)));
         continue;
       }
       try {
-        policies.add(policy(e.xml(), config));
+        policies.add(policy(e.xml(), source));
       } catch (UncloudException x) {
         log.error(name(e) + " " + EVENT + ": " + x.getMessage() + " (the VM keeps running; run"
             + " 'uncloud-hook reconcile' once fixed)");
@@ -160,14 +162,14 @@ public final class HookBatch {
     return true;
   }
 
-  private static DomainPolicy policy(String xml, Config config) {
+  private static DomainPolicy policy(String xml, AddressSource source) {
     Domain d;
     try {
       d = DomainReader.read(xml);
     } catch (XmlException e) {
       throw UncloudException.invalid(e.getMessage());
     }
-    return PolicyBuilder.build(d, config);
+    return source.policy(d);
   }
 
   /** How log lines name a spooled call: the domain's name when the XML has one, else the file. */

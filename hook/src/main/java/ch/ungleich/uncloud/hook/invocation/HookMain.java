@@ -13,6 +13,7 @@ import ch.ungleich.uncloud.hook.nft.NftRunner;
 import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
 import ch.ungleich.uncloud.hook.nwfilter.FilterrefRewriter;
 import ch.ungleich.uncloud.hook.nwfilter.NwfilterBackend;
+import ch.ungleich.uncloud.hook.source.AddressSource;
 import ch.ungleich.uncloud.hook.state.Plan;
 import ch.ungleich.uncloud.hook.state.StateStore;
 import ch.ungleich.uncloud.libvirtxml.DomainReader;
@@ -57,6 +58,8 @@ public final class HookMain {
   private final PrintStream err;
   private final Function<Config, NftRunner> runners;
   private final Log log;
+  private AddressSource injected;
+  private AddressSource source;
 
   /** For calls whose stdout nobody reads (tests of the other operations): stdout is discarded. */
   public HookMain(Map<String, String> env, PrintStream err, Function<Config, NftRunner> runners) {
@@ -77,6 +80,12 @@ public final class HookMain {
     return new HookMain(System.getenv(), out, err, c -> new ProcessNftRunner(c.nft())).run(args, in);
   }
 
+  /** The address source to use instead of the one the settings name (hook-batch: one for every call). */
+  HookMain source(AddressSource s) {
+    this.injected = s;
+    return this;
+  }
+
   /** Runs one hook call; args are libvirt's (without our leading {@code hook}). */
   public int run(String[] args, InputStream in) {
     String domain = args.length > 0 ? args[0] : "";
@@ -95,6 +104,7 @@ public final class HookMain {
     try {
       config = ConfigFile.load(env);
       log.toFile(config.logFile());
+      source = injected != null ? injected : AddressSource.of(config);
     } catch (UncloudException e) {
       return fail(event, domain, e);
     }
@@ -155,7 +165,7 @@ public final class HookMain {
   }
 
   private DomainPolicy policy(Domain d, Config config) {
-    DomainPolicy p = PolicyBuilder.build(d, config);
+    DomainPolicy p = source.policy(d);
     for (String w : p.warnings()) {
       log.warn(w);
     }

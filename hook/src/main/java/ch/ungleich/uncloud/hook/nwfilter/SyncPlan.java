@@ -2,7 +2,7 @@ package ch.ungleich.uncloud.hook.nwfilter;
 
 import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.config.Config;
-import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
+import ch.ungleich.uncloud.hook.source.AddressSource;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
 import ch.ungleich.uncloud.libvirtxml.DomainReader;
 import ch.ungleich.uncloud.libvirtxml.XmlException;
@@ -54,7 +54,7 @@ public final class SyncPlan {
     } catch (XmlException e) {
       throw UncloudException.invalid(e.getMessage());
     }
-    DomainPolicy p = PolicyBuilder.build(d, config);
+    DomainPolicy p = AddressSource.of(config).policy(d);
     List<NwfilterBackend.NicChange> plan = NwfilterBackend.plan(p, d, config.backend().equals("nwfilter"));
     List<FilterrefRewriter.Edit> edits = new ArrayList<>();
     for (NwfilterBackend.NicChange c : plan) {

@@ -55,7 +55,7 @@ class CliTest {
 
   @TestFactory
   Stream<DynamicTest> everyCommandHasHelpJsonConnectAndExitCodes() {
-    return Stream.of("doctor", "status", "plan", "reconcile", "metadata show", "metadata set")
+    return Stream.of("doctor", "status", "plan", "reconcile", "metadata show", "metadata set", "etcd get", "etcd put", "etcd import")
         .map(c -> DynamicTest.dynamicTest(c, () -> {
           List<String> args = new ArrayList<>(List.of(c.split(" ")));
           args.add("--help");

@@ -77,4 +77,38 @@ class ConfigTest {
     assertTrue(e.getMessage().startsWith("/etc/x.conf: vm_taps: "), e.getMessage());
     assertFalse(e.getMessage().contains("\n"));
   }
+
+  @Test
+  void etcdSettings() {
+    EtcdSettings d = Config.defaults().etcd();
+    assertFalse(d.etcd());
+    assertEquals("distributed-firewall/vm/", d.prefix());
+    assertFalse(d.vmidByName());
+    assertEquals(2000, d.timeoutMillis());
+    EtcdSettings e = Config.parse("source = etcd\netcd_endpoints = http://192.0.2.1:2379, https://[2001:db8::1]:2379,"
+        + "https://etcd-3.example:2379\netcd_prefix = fw/vm/\netcd_vmid = name\netcd_timeout = 0.5\n"
+        + "etcd_ca = /etc/etcd/ca.pem\netcd_cert = /etc/etcd/c.pem\netcd_key = /etc/etcd/c.key\n", "t.conf").etcd();
+    assertTrue(e.etcd());
+    assertEquals(List.of("http://192.0.2.1:2379", "https://[2001:db8::1]:2379", "https://etcd-3.example:2379"), e.endpoints());
+    assertEquals("fw/vm/", e.prefix());
+    assertTrue(e.vmidByName());
+    assertEquals(500, e.timeoutMillis());
+    assertEquals("/etc/etcd/c.key", e.key());
+  }
+
+  @ParameterizedTest
+  @ValueSource(
+      strings = {
+        "source = consul", "source = etcd", "source = etcd\netcd_endpoints = 192.0.2.1:2379",
+        "etcd_endpoints = http://192.0.2.1", "etcd_endpoints = http://192.0.2.1:2379/v3", "etcd_endpoints = ftp://h:1",
+        "etcd_endpoints = http://h:70000", "etcd_endpoints = http://h:1,,http://g:2", "etcd_endpoints = http://a b:1",
+        "etcd_prefix =", "etcd_prefix = a b", "etcd_vmid = id", "etcd_timeout = 0", "etcd_timeout = 61",
+        "etcd_timeout = 1s", "etcd_ca = ca.pem", "etcd_cert = /c.pem", "etcd_key = /k.pem",
+        "etcd_endpoints = http://h:1\netcd_ca = /ca.pem"
+      })
+  void rejectsBadEtcdSettingsInOneLine(String text) {
+    UncloudException e = assertThrows(UncloudException.class, () -> Config.parse(text + "\n", "/etc/x.conf"));
+    assertTrue(e.getMessage().startsWith("/etc/x.conf"), e.getMessage());
+    assertFalse(e.getMessage().contains("\n"), e.getMessage());
+  }
 }

@@ -261,4 +261,18 @@ class ChecksTest {
     List<Check> c = Checks.drift(p, 2);
     assertEquals(List.of("PASS drift", "PASS stale"), c.stream().map(x -> x.status() + " " + x.id()).toList());
   }
+
+  @Test
+  void etcdEndpointsAndMissingKeys() {
+    Map<String, String> some = new java.util.LinkedHashMap<>();
+    some.put("http://192.0.2.1:2379", "version 3.4.23");
+    some.put("http://192.0.2.2:2379", "unreachable: Connection refused");
+    List<Check> c = Checks.etcd(some, Map.of("web01", "distributed-firewall/vm/u1"), "deny");
+    assertEquals(List.of(Status.PASS, Status.WARN, Status.WARN), c.stream().map(Check::status).toList());
+    assertTrue(c.get(2).line().contains("no key distributed-firewall/vm/u1: every NIC gets unlisted = deny"), c.get(2).line());
+    assertTrue(c.get(2).fix().startsWith("uncloud-hook etcd put web01"));
+    List<Check> none = Checks.etcd(Map.of("http://192.0.2.2:2379", "unreachable: timed out"), Map.of(), "deny");
+    assertEquals(Status.FAIL, none.get(0).status());
+    assertTrue(none.get(0).found().contains("refuses every start"), none.get(0).found());
+  }
 }

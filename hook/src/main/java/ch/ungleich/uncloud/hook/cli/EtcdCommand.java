@@ -1,0 +1,61 @@
+package ch.ungleich.uncloud.hook.cli;
+
+import ch.ungleich.uncloud.hook.UncloudException;
+import ch.ungleich.uncloud.hook.config.Config;
+import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
+import ch.ungleich.uncloud.hook.source.AddressSource;
+import ch.ungleich.uncloud.hook.source.EtcdClient;
+import ch.ungleich.uncloud.hook.source.EtcdValue;
+import ch.ungleich.uncloud.libvirtxml.domain.Domain;
+import ch.ungleich.uncloud.libvirtxml.firewall.Firewall;
+import ch.ungleich.uncloud.libvirtxml.firewall.FirewallInterface;
+import java.util.ArrayList;
+import java.util.List;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+/** {@code uncloud-hook etcd get|put|import}: the domains' etcd keys of {@code source = etcd}. */
+@Command(
+    name = "etcd",
+    mixinStandardHelpOptions = true,
+    description = {
+      "Reads and writes the domains' keys in etcd (source = etcd; the etcd_* settings say where),",
+      "validated exactly as the hook validates them."
+    },
+    subcommands = {EtcdGetCommand.class, EtcdPutCommand.class, EtcdImportCommand.class, CommandLine.HelpCommand.class})
+final class EtcdCommand implements Runnable {
+  @CommandLine.Spec CommandLine.Model.CommandSpec spec;
+
+  @Override
+  public void run() {
+    throw new CommandLine.ParameterException(spec.commandLine(), "missing subcommand: get, put or import");
+  }
+
+  /** One NIC of a value, as {@code --json} shows it. */
+  record Nic(String mac, boolean trusted, List<String> ips) {}
+
+  /** The client for the configured endpoints (also with {@code source = metadata}: to import before switching). */
+  static EtcdClient client(Config cfg) {
+    if (cfg.etcd().endpoints().isEmpty()) {
+      throw UncloudException.invalid("no etcd_endpoints in the host settings");
+    }
+    return new EtcdClient(cfg.etcd());
+  }
+
+  /** Checks {@code value} for domain {@code d} as the hook would; returns what it says per NIC. */
+  static List<Nic> validate(String value, Domain d, String key, Config cfg) {
+    Firewall fw = EtcdValue.parse(value, d, key);
+    PolicyBuilder.build(AddressSource.with(d, fw), cfg);
+    return nics(fw);
+  }
+
+  static List<Nic> nics(Firewall fw) {
+    List<Nic> out = new ArrayList<>();
+    for (FirewallInterface i : fw.interfaces) {
+      List<String> ips = new ArrayList<>();
+      i.ips.forEach(ip -> ips.add(ip.address.strip()));
+      out.add(new Nic(i.mac, "true".equals(i.trusted), ips));
+    }
+    return out;
+  }
+}
