@@ -130,6 +130,9 @@ public final class Runner {
         // let the rest of a burst arrive, then take everything marked so far
         Thread.sleep(settleMs);
         synchronized (this) {
+          if (clock.getAsLong() < notBeforeMs) {
+            continue; // the burst asked to hold off (its last line: our table deleted once too often)
+          }
           runAll = all;
           runReread = reread;
           domains = runAll && runReread ? Set.of() : Set.copyOf(dirty);

@@ -94,6 +94,20 @@ class RunnerTest {
   }
 
   @Test
+  void aHoldArrivingDuringTheSettleStillHolds() throws Exception {
+    List<Long> at = Collections.synchronizedList(new ArrayList<>());
+    Runner r = new Runner((all, reread, d) -> at.add(System.currentTimeMillis()), 1, 100, 60_000, 10, 100);
+    r.start();
+    long t0 = System.currentTimeMillis();
+    r.markAll(false);
+    Thread.sleep(30);
+    r.holdUntil(System.currentTimeMillis() + 400);
+    await(() -> !at.isEmpty());
+    assertTrue(at.get(0) - t0 >= 420, "held although the pass had begun to settle: " + (at.get(0) - t0));
+    r.stop();
+  }
+
+  @Test
   void holdUntilDelaysThePass() throws Exception {
     List<Long> at = Collections.synchronizedList(new ArrayList<>());
     Runner r = new Runner((all, reread, d) -> at.add(System.currentTimeMillis()), 1, 1, 60_000, 10, 100);
