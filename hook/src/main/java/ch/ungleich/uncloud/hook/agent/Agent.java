@@ -17,7 +17,6 @@ import ch.ungleich.uncloud.hook.nft.NftScript;
 import ch.ungleich.uncloud.hook.nft.NftState;
 import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
 import ch.ungleich.uncloud.hook.nft.ReconcilePlan;
-import ch.ungleich.uncloud.hook.nwfilter.SyncPlan;
 import ch.ungleich.uncloud.hook.state.AgentStatus;
 import ch.ungleich.uncloud.hook.state.StateStore;
 import java.io.IOException;
@@ -95,12 +94,15 @@ public final class Agent {
 
   /** Runs until the process is told to stop (SIGTERM/SIGINT); reconnects to libvirt forever. */
   public void run() {
+    if (!nftBackend()) {
+      // measured: libvirt replaces a live NIC's filter non-atomically, and a hot-plugged NIC kept
+      // forwarding spoofed frames after its filterref was written (docs/agent.md, Not done)
+      throw UncloudException.invalid("backend = " + config.backend() + ": the agent keeps the nft backend's rules;"
+          + " with nwfilter run 'uncloud-hook sync' after a change (docs/agent.md)");
+    }
     LibvirtEvents.startLoop();
     Runtime.getRuntime().addShutdownHook(new Thread(this::shutdown, "agent-stop"));
-    if (nftBackend()) {
-      // with nwfilter libvirt owns the rules (and re-instantiates them itself): nothing of ours to watch
-      startMonitor();
-    }
+    startMonitor();
     runner.start();
     say("started (pid " + ProcessHandle.current().pid() + ", libvirt " + uri + ", resync every "
         + config.agentResyncSeconds() + " s)");
@@ -281,23 +283,6 @@ public final class Agent {
       // replaces map elements: the monitor reports those removals; nothing is missing, nothing to do
       return;
     }
-    if (!nftBackend()) {
-      List<LibvirtSession.DomainXml> xmls = withSession(s -> s.domains(true, false));
-      known.clear();
-      int changed = 0;
-      for (LibvirtSession.DomainXml x : xmls) {
-        changed += filterrefs(x, reason);
-      }
-      applied.keySet().retainAll(known.keySet());
-      everRead = true;
-      lastResyncMs = System.currentTimeMillis();
-      lastError = null;
-      if (changed > 0 || reason.equals("connected")) {
-        say(reason + ": " + changed + " filterrefs updated (" + xmls.size() + " running domains) in " + ms(t0));
-      }
-      writeStatus();
-      return;
-    }
     List<DomainView> views;
     if (reread || !everRead) {
       List<LibvirtSession.DomainXml> xmls = withSession(s -> s.domains(true, false));
@@ -372,14 +357,6 @@ public final class Agent {
       }
       return;
     }
-    if (!nftBackend()) {
-      int n = filterrefs(x, reason);
-      if (n > 0) {
-        say(x.name() + ": " + reason + ": " + n + " live filterref" + (n == 1 ? "" : "s") + " updated in " + ms(t0));
-      }
-      writeStatus();
-      return;
-    }
     DomainView v = DomainView.of(x, config);
     known.put(uuid, v);
     String digest = digest(v);
@@ -398,40 +375,6 @@ public final class Agent {
     say(v.name() + ": " + reason + ": applied (" + nics + " filtered NIC" + (nics == 1 ? "" : "s")
         + ", one nft transaction) in " + ms(t0));
     writeStatus();
-  }
-
-  /**
-   * nwfilter backend, one running domain: the live filterrefs its metadata asks for (a hot-plugged NIC
-   * gets ours, a metadata change new parameters), written with virDomainUpdateDeviceFlags, live only
-   * (the persistent definition is the operator's: {@code uncloud-hook sync} writes it). Invalid
-   * metadata: nothing changes, one line. Returns how many NICs were updated.
-   */
-  private int filterrefs(LibvirtSession.DomainXml x, String reason) {
-    DomainView v = DomainView.of(x, config);
-    known.put(x.uuid(), v);
-    String digest = digest(v);
-    List<SyncPlan.Change> changes;
-    try {
-      if (v.policy() == null) {
-        throw UncloudException.invalid(v.error());
-      }
-      changes = SyncPlan.plan(x.liveXml(), SyncPlan.Where.LIVE, config);
-    } catch (UncloudException e) {
-      AgentStatus.Applied old = applied.get(x.uuid());
-      if (old == null || !digest.equals(old.digest()) || old.error() == null) {
-        log.error("agent: " + x.name() + ": " + reason + ": not applied, its filterrefs stay as they were: " + e.getMessage());
-      }
-      applied.put(x.uuid(), new AgentStatus.Applied(x.name(), digest, old == null ? 0 : old.appliedMs(), e.getMessage()));
-      return 0;
-    }
-    for (SyncPlan.Change c : changes) {
-      withSession(s -> {
-        s.updateDevice(x.uuid(), c.interfaceAfter(), LibvirtSession.AFFECT_LIVE);
-        return null;
-      });
-    }
-    applied.put(x.uuid(), new AgentStatus.Applied(x.name(), digest, System.currentTimeMillis(), null));
-    return changes.size();
   }
 
   private void record(DomainView v, long now) {
