@@ -578,6 +578,17 @@ class CliLibvirtTest {
             .run();
     assertEquals(DELIVERED, got.get("own").verdict());
     assertEquals(DROPPED, got.get("spoofed").verdict());
+    // the same transaction put the vm_taps guard back: a tap that joins now, without rules, is dropped
+    assertTrue(j.get("script").asText().contains("iifname \"vnet*\" counter drop"), j.toString());
+    Guest plugged = new Guest("52:54:00:aa:bb:09", "192.0.2.90", "2001:db8:0:1::90", "2001:db8:1239::/64");
+    NetnsLab.Port port = lab.addPort("vnet98", plugged.mac());
+    Map<String, FrameBatch.Outcome> guard =
+        frames.batch(lab)
+            .add("own-again", lab.vm(0), G1, "Ether(src=MAC, dst=GW_MAC)/IP(src=IP4, dst=GW4)/UDP()")
+            .add("plugged-own", port, plugged, "Ether(src=MAC, dst=GW_MAC)/IP(src=IP4, dst=GW4)/UDP()")
+            .run();
+    assertEquals(DELIVERED, guard.get("own-again").verdict());
+    assertEquals(DROPPED, guard.get("plugged-own").verdict());
     assertNotNull(lab.stateDir().resolve("domains").toFile().list());
     assertEquals(3, lab.stateDir().resolve("taps").toFile().list().length);
   }
