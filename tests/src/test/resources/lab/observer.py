@@ -32,8 +32,11 @@ def info(frame, etype, off):
     try:
         if etype == 0x0800:
             p = frame[off + 9]
-            return "ip4 %s>%s p%d" % (socket.inet_ntop(socket.AF_INET, frame[off + 12:off + 16]),
-                                       socket.inet_ntop(socket.AF_INET, frame[off + 16:off + 20]), p)
+            extra = ""
+            if p == 1:
+                extra = " icmp4-%d" % frame[off + (frame[off] & 0x0F) * 4]
+            return "ip4 %s>%s p%d%s" % (socket.inet_ntop(socket.AF_INET, frame[off + 12:off + 16]),
+                                         socket.inet_ntop(socket.AF_INET, frame[off + 16:off + 20]), p, extra)
         if etype == 0x86DD:
             nh = frame[off + 6]
             extra = ""
@@ -41,6 +44,12 @@ def info(frame, etype, off):
                 extra = " icmp6-%d" % frame[off + 40]
             return "ip6 %s>%s p%d%s" % (socket.inet_ntop(socket.AF_INET6, frame[off + 8:off + 24]),
                                          socket.inet_ntop(socket.AF_INET6, frame[off + 24:off + 40]), nh, extra)
+        if etype == 0x8035:  # RARP (qemu's announce-self): op, sender MAC/IP > target MAC/IP
+            op = struct.unpack("!H", frame[off + 6:off + 8])[0]
+            return "rarp op%d %s/%s>%s/%s" % (op, mac(frame[off + 8:off + 14]),
+                                              socket.inet_ntop(socket.AF_INET, frame[off + 14:off + 18]),
+                                              mac(frame[off + 18:off + 24]),
+                                              socket.inet_ntop(socket.AF_INET, frame[off + 24:off + 28]))
         if etype == 0x0806:
             op = struct.unpack("!H", frame[off + 6:off + 8])[0]
             return "arp op%d %s/%s>%s" % (op, mac(frame[off + 8:off + 14]),

@@ -448,6 +448,7 @@ class CliLibvirtTest {
     assertTrue(rec.out().contains("remove vnet99 (gone): interface vnet99 no longer exists"), rec.out());
     assertTrue(rec.out().contains("record vnet98 (gone): stale ownership record removed"), rec.out());
     JsonNode again = json(cli("reconcile", "--json"));
+    sample("reconcile-again", "uncloud-hook reconcile", cli("reconcile"));
     assertEquals(List.of("dry_run", "changed", "running_domains", "filtered_nics", "changes", "notes", "errors", "warnings", "script"),
         keys(again));
     assertFalse(again.get("changed").asBoolean(), again.toString());
@@ -591,5 +592,60 @@ class CliLibvirtTest {
     assertEquals(DROPPED, guard.get("plugged-own").verdict());
     assertNotNull(lab.stateDir().resolve("domains").toFile().list());
     assertEquals(3, lab.stateDir().resolve("taps").toFile().list().length);
+  }
+
+  // ------------------------------------------------------------------ docs/cli.md
+
+  /**
+   * docs/cli.md shows real output: each fenced block right after a {@code <!-- samples: NAME ... -->}
+   * line must be, line by line and in order, lines of those samples as the tests above saved them
+   * ({@code target/cli-samples/NAME.txt}). A line "…" stands for lines left out, "…" in a line for any
+   * text; what changes from run to run (times, pids, the jar's path, the java version) is compared as a
+   * placeholder. When this fails, copy the new lines from target/cli-samples/ into docs/cli.md.
+   */
+  @Test
+  @Order(10)
+  void docsCliMdShowsTheseOutputs() throws IOException {
+    String doc = Files.readString(Path.of(System.getProperty("uncloud.root", "..")).resolve("docs/cli.md"));
+    Matcher m = Pattern.compile("<!-- samples: ([^>]+?) -->\n```\n(.*?)```", Pattern.DOTALL).matcher(doc);
+    int blocks = 0;
+    List<String> problems = new ArrayList<>();
+    while (m.find()) {
+      blocks++;
+      List<String> real = new ArrayList<>();
+      for (String name : m.group(1).split(" ")) {
+        Path f = samples.resolve(name + ".txt");
+        assertTrue(Files.exists(f), "docs/cli.md names sample " + name + ", which no test saved");
+        Files.readString(f).lines().map(CliLibvirtTest::placeholders).forEach(real::add);
+      }
+      int at = 0;
+      for (String line : m.group(2).lines().filter(l -> !l.equals("…")).toList()) {
+        StringBuilder re = new StringBuilder();
+        for (String part : placeholders(line).split("…", -1)) {
+          re.append(re.isEmpty() ? "" : ".*").append(Pattern.quote(part));
+        }
+        Pattern p = Pattern.compile(re.toString());
+        while (at < real.size() && !p.matcher(real.get(at)).matches()) {
+          at++;
+        }
+        if (at == real.size()) {
+          problems.add(m.group(1) + ": not in the output, or not in this order: " + line);
+          break;
+        }
+        at++;
+      }
+    }
+    assertTrue(blocks >= 8, "docs/cli.md has " + blocks + " <!-- samples: ... --> blocks");
+    assertEquals(List.of(), problems, "docs/cli.md is not what the CLI prints (see " + samples.toAbsolutePath() + ")");
+  }
+
+  /** What differs between runs, replaced by a fixed word on both sides of the comparison. */
+  static String placeholders(String s) {
+    return s.replaceAll("\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d(\\.\\d+)?Z", "TIME")
+        .replaceAll("\\b(pid|HUP) \\d+", "$1 N")
+        .replaceAll("\"\\d+ \\$\\(date", "\"N \\$(date")
+        .replaceAll("\\S*/hook/target/uncloud-hook\\.jar", "JAR")
+        .replaceAll("openjdk version \"[^\"]*\" \\S+\\)", "openjdk version V)")
+        .replaceAll("/tmp/[a-z]+-libvirtd-[^/ ]*", "/tmp/ucc-libvirtd-…");
   }
 }

@@ -47,6 +47,12 @@ abstract class MigrationSuite {
   Path jar;
   /** Largest legit gap of each p2p migration with the hook. */
   final List<Double> hookP2pGaps = new ArrayList<>();
+  /** Largest gap of the observer's pings answered by the guest, each p2p migration with the hook. */
+  final List<Double> hookP2pPingGaps = new ArrayList<>();
+  /** The observer pings the guest every 20 ms from setUp on: reachability of the guest from the segment. */
+  Observer.Pinger pinger;
+  /** Of the last {@link #migrateAndCheck}: the largest gap of the pings answered. */
+  double lastPingGapMs;
 
   /** {@code nft} or {@code nwfilter}. */
   abstract String backend();
@@ -89,6 +95,7 @@ abstract class MigrationSuite {
       lab.start();
       afterStart();
       guest = lab.guest(20);
+      pinger = Observer.ping(prefix() + "-obs", guest.ip4Address(), 20, lab.dir());
     } catch (RuntimeException e) {
       lab.close();
       throw e;
@@ -112,6 +119,9 @@ abstract class MigrationSuite {
 
   @AfterAll
   void tearDown() {
+    if (pinger != null) {
+      pinger.close();
+    }
     if (lab != null) {
       lab.close();
     }
@@ -142,6 +152,7 @@ abstract class MigrationSuite {
   @Order(3)
   void liveMigrationBtoAP2p() {
     hookP2pGaps.add(migrateAndCheck(lab.b(), lab.a(), true, "B->A p2p"));
+    hookP2pPingGaps.add(lastPingGapMs);
   }
 
   @Test
@@ -259,6 +270,7 @@ abstract class MigrationSuite {
   @Order(8)
   void p2pWithFullMetadataAgainBtoA() {
     hookP2pGaps.add(migrateAndCheck(lab.b(), lab.a(), true, "B->A p2p (second)"));
+    hookP2pPingGaps.add(lastPingGapMs);
   }
 
   /**
@@ -286,6 +298,8 @@ abstract class MigrationSuite {
       report("without hook: nft table on %s %s", h == lab.a() ? "A" : "B", drop.ok() ? "deleted" : "absent");
     }
     List<Double> without = new ArrayList<>();
+    List<Double> pingWithout = new ArrayList<>();
+    List<Integer> announcesWithout = new ArrayList<>();
     LibvirtHost from = lab.a();
     TwoHostLab.Migration m = null;
     for (int i = 0; i < 2; i++) {
@@ -295,6 +309,8 @@ abstract class MigrationSuite {
       sleepMs(1000);
       awaitLegitAfter(m.endNs());
       without.add(outage(lab.observer().summary(m.startNs() - 1_000_000_000L, m.endNs() + 1_000_000_000L)));
+      pingWithout.add(pingGap(m.startNs() - 1_000_000_000L, m.endNs() + 1_000_000_000L));
+      announcesWithout.add(announces(m.startNs(), Observer.nowNs()));
       from = to;
     }
     Observer.Summary after = lab.observer().summary(m.endNs(), Observer.nowNs());
@@ -305,6 +321,9 @@ abstract class MigrationSuite {
     report("OUTAGE p2p migration, %s: with hook %s ms, without hook %s ms; median ratio %.2f (target <= 1.1 or <= 20 ms"
         + " more: %s)", backend(), fmt(hookP2pGaps), fmt(without), ratio,
         ratio <= 1.1 || median(hookP2pGaps) - median(without) <= 20 ? "met" : "MISSED in this run");
+    report("REACHABILITY of the guest from the observer (pings every 20 ms), p2p migration, %s: largest gap of"
+        + " the replies with hook %s ms, without hook %s ms; qemu announce-self frames without hook %s",
+        backend(), fmt(hookP2pPingGaps), fmt(pingWithout), announcesWithout);
     assertTrue(withWorst <= 2 * withoutWorst + 500, "the hook does not grossly lengthen the outage: " + hookP2pGaps
         + " vs " + without);
   }
@@ -367,6 +386,16 @@ abstract class MigrationSuite {
       assertTrue(md.contains(guest.mac()), "metadata in the destination's " + cfg + " XML: " + md);
     }
     report("  outage (largest gap of legit4/legitnet6 probes): %.1f ms", outage(s));
+    // issue 16: qemu's announce-self after the migration, on the wire (the destination's filter lets it
+    // out), and the guest reachable from the segment again (the observer's pings are answered)
+    int announces = announces(m.startNs(), Observer.nowNs());
+    lastPingGapMs = pingGap(m.startNs() - 1_000_000_000L, Observer.nowNs());
+    int replies = lab.observer().frames(m.endNs(), Observer.nowNs(), echoReplies()).size();
+    report("  qemu announce-self RARP frames from %s: %d; observer's pings answered after it: %d, largest gap %.1f ms",
+        guest.mac(), announces, replies, lastPingGapMs);
+    assertTrue(announces > 0, "the observer sees qemu's announce-self RARP from " + guest.mac() + " after " + what
+        + ": " + lab.observer().frames(m.startNs(), Observer.nowNs(), f -> f.etherType() == 0x8035));
+    assertTrue(replies > 10, "the guest answers the observer's pings after " + what + ":\n" + after);
     return outage(s);
   }
 
@@ -377,6 +406,20 @@ abstract class MigrationSuite {
   static double outage(Observer.Summary s) {
     return Stream.of("legit4", "legitnet6").map(k -> s.kinds().get(k)).filter(k -> k != null)
         .mapToDouble(Observer.KindStats::maxGapMs).max().orElse(Double.MAX_VALUE);
+  }
+
+  /** qemu announce-self frames from the guest's MAC the observer received in [fromNs, toNs]. */
+  int announces(long fromNs, long toNs) {
+    return lab.observer().frames(fromNs, toNs, Observer.announceFrom(guest.mac())).size();
+  }
+
+  java.util.function.Predicate<Observer.Frame> echoReplies() {
+    return Observer.echoReply(guest.ip4Address(), TwoHostLab.OBS4);
+  }
+
+  /** Largest gap of the guest's answers to the observer's pings in [fromNs, toNs]. */
+  double pingGap(long fromNs, long toNs) {
+    return lab.observer().maxGapMs(fromNs, toNs, echoReplies());
   }
 
   static double median(List<Double> xs) {

@@ -11,6 +11,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.concurrent.TimeUnit;
+import java.util.function.Predicate;
 
 /**
  * Records every frame reaching one interface of a namespace (resource lab/observer.py, raw
@@ -162,6 +163,80 @@ public final class Observer implements AutoCloseable {
     return new Summary(fromNs, toNs, stats, maxLegit, other);
   }
 
+  /** Frames received in [fromNs, toNs] that {@code which} accepts, in receive order. */
+  public List<Frame> frames(long fromNs, long toNs, Predicate<Frame> which) {
+    return frames().stream().filter(f -> f.tsNs() >= fromNs && f.tsNs() <= toNs && which.test(f)).toList();
+  }
+
+  /**
+   * Largest receive-time gap in ms between consecutive frames {@code which} accepts in [fromNs, toNs]
+   * (window edges do not count, as for {@link KindStats#maxGapMs}); the window's length when fewer
+   * than two arrived.
+   */
+  public double maxGapMs(long fromNs, long toNs, Predicate<Frame> which) {
+    List<Frame> l = frames(fromNs, toNs, which);
+    if (l.size() < 2) {
+      return (toNs - fromNs) / 1e6;
+    }
+    double gap = 0;
+    for (int i = 1; i < l.size(); i++) {
+      gap = Math.max(gap, (l.get(i).tsNs() - l.get(i - 1).tsNs()) / 1e6);
+    }
+    return gap;
+  }
+
+  /**
+   * qemu's announce-self frame from {@code mac} (qemu net/announce.c): RARP request reverse, the
+   * NIC's MAC as sender and target hardware address, 0.0.0.0 both (observer.py's info field).
+   */
+  public static Predicate<Frame> announceFrom(String mac) {
+    String info = "rarp_op3_" + mac + "/0.0.0.0>" + mac + "/0.0.0.0";
+    return f -> f.etherType() == 0x8035 && f.srcMac().equals(mac) && f.info().equals(info);
+  }
+
+  /** An ICMP echo reply from {@code ip4} to {@code to} (the answer to {@link #ping}). */
+  public static Predicate<Frame> echoReply(String ip4, String to) {
+    String info = "ip4_" + ip4 + ">" + to + "_p1_icmp4-0";
+    return f -> f.etherType() == 0x0800 && f.info().equals(info);
+  }
+
+  /** A running pinger.py; {@link #close} stops it (SIGTERM, by PID). */
+  public static final class Pinger implements AutoCloseable {
+    private final Process process;
+
+    private Pinger(Process process) {
+      this.process = process;
+    }
+
+    public long pid() {
+      return process.pid();
+    }
+
+    @Override
+    public void close() {
+      stop(process);
+    }
+  }
+
+  /**
+   * Pings {@code ip4} from {@code netns} every {@code intervalMs} until closed (resource
+   * lab/pinger.py; its output goes to {@code work}/pinger.stderr); the answers are frames like any
+   * other, see {@link #echoReply}.
+   */
+  public static Pinger ping(String netns, String ip4, int intervalMs, Path work) {
+    try {
+      Path script = work.resolve("pinger.py");
+      Files.write(script, GuestImage.resource("pinger.py"));
+      ProcessBuilder pb = new ProcessBuilder(Cmd.inNetns(netns, "/usr/bin/python3", script.toString(), ip4,
+          Integer.toString(intervalMs)));
+      pb.redirectErrorStream(true);
+      pb.redirectOutput(ProcessBuilder.Redirect.appendTo(work.resolve("pinger.stderr").toFile()));
+      return new Pinger(pb.start());
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
   /**
    * Waits until every given kind was seen after sinceNs; returns the summary since then.
    *
@@ -200,12 +275,17 @@ public final class Observer implements AutoCloseable {
   /** Stops the observer (SIGTERM, by PID); its file stays readable. */
   @Override
   public void close() {
-    if (process.isAlive()) {
-      process.destroy();
+    stop(process);
+  }
+
+  /** SIGTERM, then SIGKILL after 5 s; waits until the process is gone. */
+  static void stop(Process p) {
+    if (p.isAlive()) {
+      p.destroy();
       try {
-        if (!process.waitFor(5, TimeUnit.SECONDS)) {
-          process.destroyForcibly();
-          process.waitFor();
+        if (!p.waitFor(5, TimeUnit.SECONDS)) {
+          p.destroyForcibly();
+          p.waitFor();
         }
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
