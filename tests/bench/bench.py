@@ -195,8 +195,14 @@ class Bench:
             self.gen(ns, conf, "xml", self.p("cds"), 70002, 1, 1)
             xml = self.p("cds", "ucb70002.xml")
             fl = [f for f in self.launcher["flags"] if not f.startswith("-XX:SharedArchiveFile") and f != "-Xshare:auto"]
-            self.timed(self.hook_cmd(ns, conf, ["ucb70002", "start", "begin", "-"],
-                                     flags=fl + [f"-XX:ArchiveClassesAtExit={self.launcher['jsa']}"]), xml)
+            # as setup: 'cds-training DIR' starts the domain with the metadata, then with source = etcd
+            # against a loopback stand-in, in one JVM (DIR/conf, DIR/domain.xml)
+            with open(conf) as src, open(self.p("cds", "conf"), "w") as dst:
+                dst.write(src.read())
+            shutil.copyfile(xml, self.p("cds", "domain.xml"))
+            self.timed(["ip", "netns", "exec", ns, *self.env(conf), self.java, *fl,
+                        f"-XX:ArchiveClassesAtExit={self.launcher['jsa']}", "-jar", self.jar, "cds-training",
+                        self.p("cds")])
             self.timed(self.hook_cmd(ns, conf, ["ucb70002", "stopped", "end", "-"], flags=fl), xml)
             self.del_ns(ns)
             if not os.path.exists(self.launcher["jsa"]):
@@ -623,6 +629,11 @@ class Bench:
         all_calls = [("empty", None, None), ("start1", "ucb70000", ("start", "begin")),
                      ("stop1", "ucb70000", ("stopped", "end")), ("empty", None, None),
                      ("start8", "ucb70001", ("start", "begin")), ("stop8", "ucb70001", ("stopped", "end"))]
+        etcd_conf = self.etcd_member(ns, conf, os.path.join(xmls, "ucb70000.xml"))
+        if etcd_conf:
+            # the same 1-NIC domain with source = etcd: its addresses from a local etcd member's key
+            all_calls += [("start1etcd", "ucb70000", ("start", "begin"), etcd_conf),
+                          ("stop1etcd", "ucb70000", ("stopped", "end"), etcd_conf)]
         # (label, JVM flags, launcher file run with /bin/sh or None, calls): plain java -jar; the installed
         # launcher's java line (its flags, our CDS archive); the installed launcher file itself (paths
         # substituted), 1-NIC only, so the shell's own cost shows next to the same flags' row
@@ -633,19 +644,19 @@ class Bench:
         rows = []
         empty_cp = ["-cp", self.p("classes"), "Empty"]
         for label, flags, launcher, calls in kinds:
-            res = {k: [] for k, _, _ in calls}
+            res = {k: [] for k, *_ in calls}
             cpu = {k: [] for k in res}
             rss = {k: 0 for k in res}
             fails = []
             log(f"hook start, {label}: {a.hs_reps} interleaved rounds")
             for r in range(a.hs_reps):
-                for key, dom, ev in calls:
+                for key, dom, ev, *c in calls:
                     if dom is None:
                         cmd = ["ip", "netns", "exec", ns, *self.env(conf), self.java, *flags, *empty_cp]
                         w, rc, m, err = self.timed(cmd)
                     else:
-                        w, rc, m, err = self.timed(self.hook_cmd(ns, conf, [dom, *ev, "-"], flags=flags,
-                                                                 launcher=launcher),
+                        w, rc, m, err = self.timed(self.hook_cmd(ns, c[0] if c else conf, [dom, *ev, "-"],
+                                                                 flags=flags, launcher=launcher),
                                                    os.path.join(xmls, f"{dom}.xml"))
                     if rc != 0:
                         fails.append(f"{key} rc={rc}: {err[:200]}")
@@ -657,7 +668,46 @@ class Bench:
                          "peak_rss_kib": rss, "failures": fails, "samples": res})
             log("  " + " ".join(f"{k} {fmt_ms(v)}" for k, v in med.items()))
         self.results["sections"]["hook_start"] = {"rows": rows}
+        if etcd_conf:
+            self.etcd_srv.kill()
+            self.etcd_srv.wait(10)
+            self.procs.remove(self.etcd_srv)
         self.del_ns(ns)
+
+    def etcd_member(self, ns, conf, xml):
+        """One etcd member (Debian's etcd-server) on loopback in netns ns holding the key of the domain in xml,
+        with the domain's metadata as the value; returns a config with source = etcd, or None without etcd."""
+        if not shutil.which("etcd") or not shutil.which("etcdctl"):
+            log("hook start: no etcd/etcdctl (apt-get install etcd-server etcd-client): source = etcd not measured")
+            return None
+        data = self.p("etcd")
+        ep = "http://127.0.0.1:2379"
+        with open(self.p("etcd.log"), "w") as lf:
+            srv = subprocess.Popen(["ip", "netns", "exec", ns, "etcd", "--name", "b", "--data-dir", data,
+                                    "--listen-client-urls", ep, "--advertise-client-urls", ep,
+                                    "--listen-peer-urls", "http://127.0.0.1:2380",
+                                    "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
+                                    "--initial-cluster", "b=http://127.0.0.1:2380", "--log-level", "warn"],
+                                   stdout=lf, stderr=subprocess.STDOUT)
+        self.procs.append(srv)
+        self.etcd_srv = srv
+        with open(xml) as fh:
+            text = fh.read()
+        uuid = re.search(r"<uuid>([^<]+)</uuid>", text).group(1).strip().lower()
+        ips = re.findall(r"<uc:ip address=[\"']([^\"']+)[\"']", text)
+        mac = re.search(r"<uc:interface mac=[\"']([^\"']+)[\"']", text).group(1)
+        value = json.dumps({"interfaces": {mac: {"ipv4": [i for i in ips if ":" not in i],
+                                                 "ipv6": [i for i in ips if ":" in i]}}})
+        ctl = ["ip", "netns", "exec", ns, "env", "ETCDCTL_API=3", "etcdctl", f"--endpoints={ep}"]
+        for _ in range(100):
+            if self.run([*ctl, "endpoint", "health"], check=False).returncode == 0:
+                break
+            time.sleep(0.1)
+        self.run([*ctl, "put", f"distributed-firewall/vm/{uuid}", value])
+        c = self.p("hs", "hook-etcd.conf")
+        with open(conf) as src, open(c, "w") as dst:
+            dst.write(src.read() + f"source = etcd\netcd_endpoints = {ep}\n")
+        return c
 
     # ------------------------------------------------------------------ 5: restart storm
     def launcher_label(self):
@@ -1035,7 +1085,8 @@ def report(b, started):
             f" flags) and peak RSS (GNU time)")
         rows = []
         names = (("start1", "start begin, 1 NIC"), ("stop1", "stopped end, 1 NIC"),
-                 ("start8", "start begin, 8 NICs"), ("stop8", "stopped end, 8 NICs"))
+                 ("start8", "start begin, 8 NICs"), ("stop8", "stopped end, 8 NICs"),
+                 ("start1etcd", "start begin, 1 NIC, source = etcd"), ("stop1etcd", "stopped end, 1 NIC, source = etcd"))
         for r in h["rows"]:
             m, c, rss = r["median_s"], r["median_cpu_s"], r["peak_rss_kib"]
             for k, name in names:
@@ -1050,6 +1101,12 @@ def report(b, started):
         add("`java -jar` and `... flags + CDS`: the JVM started directly (plain, and with the installed launcher's"
             " java line: its flags, a CDS archive made as setup makes it); `... itself`: the installed launcher file"
             " run by /bin/sh, paths substituted, against the empty main with the same flags (without sh)")
+        for r in h["rows"]:
+            m = r["median_s"]
+            if "start1etcd" in m:
+                add(f"source = etcd / metadata, start begin 1 NIC ({r['launcher']}): "
+                    f"{fmt_x(ratio(m['start1etcd'], m['start1']))} wall, "
+                    f"{fmt_x(ratio(r['median_cpu_s']['start1etcd'], r['median_cpu_s']['start1']))} CPU")
         for r in h["rows"]:
             for f in r["failures"][:3]:
                 add(f"  failure: {f}")

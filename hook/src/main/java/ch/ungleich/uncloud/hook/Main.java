@@ -1,6 +1,7 @@
 package ch.ungleich.uncloud.hook;
 
 import ch.ungleich.uncloud.hook.cli.Cli;
+import ch.ungleich.uncloud.hook.invocation.CdsTraining;
 import ch.ungleich.uncloud.hook.invocation.HookBatch;
 import ch.ungleich.uncloud.hook.invocation.HookMain;
 import java.io.FileDescriptor;
@@ -30,6 +31,12 @@ public final class Main {
       PrintStream err = new PrintStream(new FileOutputStream(FileDescriptor.err), true);
       System.setOut(err);
       System.exit(HookBatch.main(Arrays.copyOfRange(args, 1, args.length), err));
+    }
+    if (args.length > 0 && args[0].equals("cds-training")) {
+      // install/files/setup's training run for the CDS archive: the hook's fast path, both sources
+      PrintStream err = new PrintStream(new FileOutputStream(FileDescriptor.err), true);
+      System.setOut(err);
+      System.exit(CdsTraining.main(Arrays.copyOfRange(args, 1, args.length), err));
     }
     System.exit(Cli.run(args, System.out, System.err));
   }

@@ -2,10 +2,12 @@ package ch.ungleich.uncloud.hook.cli;
 
 import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.config.Config;
+import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
 import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
 import ch.ungleich.uncloud.hook.source.AddressSource;
 import ch.ungleich.uncloud.hook.source.EtcdClient;
 import ch.ungleich.uncloud.hook.source.EtcdValue;
+import ch.ungleich.uncloud.libvirtxml.DomainReader;
 import ch.ungleich.uncloud.libvirtxml.domain.Domain;
 import ch.ungleich.uncloud.libvirtxml.firewall.Firewall;
 import ch.ungleich.uncloud.libvirtxml.firewall.FirewallInterface;
@@ -40,6 +42,14 @@ final class EtcdCommand implements Runnable {
       throw UncloudException.invalid("no etcd_endpoints in the host settings");
     }
     return new EtcdClient(cfg.etcd());
+  }
+
+  /** The domain as the hook sees it now: the live definition of a running domain, else the persistent one. */
+  static Domain domain(String uri, String nameOrUuid) {
+    try (LibvirtSession s = LibvirtSession.open(uri)) {
+      LibvirtSession.DomainXml x = s.domain(nameOrUuid);
+      return DomainReader.read(x.active() ? x.liveXml() : x.configXml() != null ? x.configXml() : x.liveXml());
+    }
   }
 
   /** Checks {@code value} for domain {@code d} as the hook would; returns what it says per NIC. */

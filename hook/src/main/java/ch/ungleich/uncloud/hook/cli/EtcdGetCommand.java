@@ -3,9 +3,7 @@ package ch.ungleich.uncloud.hook.cli;
 import ch.ungleich.uncloud.hook.ExitCodes;
 import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.config.Config;
-import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
 import ch.ungleich.uncloud.hook.source.AddressSource;
-import ch.ungleich.uncloud.libvirtxml.DomainReader;
 import ch.ungleich.uncloud.libvirtxml.domain.Domain;
 import java.io.PrintWriter;
 import java.util.List;
@@ -50,11 +48,7 @@ final class EtcdGetCommand implements Callable<Integer> {
   @Override
   public Integer call() {
     Config cfg = common.loadConfig();
-    Domain d;
-    try (LibvirtSession s = LibvirtSession.open(common.uri())) {
-      LibvirtSession.DomainXml x = s.domain(domain);
-      d = DomainReader.read(x.active() ? x.liveXml() : x.configXml() != null ? x.configXml() : x.liveXml());
-    }
+    Domain d = EtcdCommand.domain(common.uri(), domain);
     String key = AddressSource.key(d, cfg);
     String value = EtcdCommand.client(cfg).get(key);
     List<EtcdCommand.Nic> nics = List.of();

@@ -3,10 +3,8 @@ package ch.ungleich.uncloud.hook.cli;
 import ch.ungleich.uncloud.hook.ExitCodes;
 import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.config.Config;
-import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
 import ch.ungleich.uncloud.hook.source.AddressSource;
 import ch.ungleich.uncloud.hook.source.EtcdValue;
-import ch.ungleich.uncloud.libvirtxml.DomainReader;
 import ch.ungleich.uncloud.libvirtxml.domain.Domain;
 import java.io.IOException;
 import java.io.PrintWriter;
@@ -57,11 +55,7 @@ final class EtcdPutCommand implements Callable<Integer> {
   @Override
   public Integer call() {
     Config cfg = common.loadConfig();
-    Domain d;
-    try (LibvirtSession s = LibvirtSession.open(common.uri())) {
-      LibvirtSession.DomainXml x = s.domain(domain);
-      d = DomainReader.read(x.active() ? x.liveXml() : x.configXml() != null ? x.configXml() : x.liveXml());
-    }
+    Domain d = EtcdCommand.domain(common.uri(), domain);
     String key = AddressSource.key(d, cfg);
     String value;
     if (file != null) {

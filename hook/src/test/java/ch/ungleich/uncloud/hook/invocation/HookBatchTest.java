@@ -275,4 +275,32 @@ class HookBatchTest {
     assertEquals(ExitCodes.OK, batch(nft, "start", spool.toString()));
     assertEquals("uncloud-hook: usage: uncloud-hook hook-batch reconnect SPOOLDIR\n", stderr());
   }
+
+  /** source = etcd: each domain's addresses from its key; a cluster that does not answer is asked once per batch. */
+  @Test
+  void etcdSourceReadsEachKeyAndAsksADeadClusterOnce() throws IOException {
+    try (ch.ungleich.uncloud.hook.source.FakeEtcd etcd = new ch.ungleich.uncloud.hook.source.FakeEtcd()) {
+      Files.writeString(conf, Files.readString(conf) + "source = etcd\netcd_endpoints = " + etcd.endpoint() + "\n");
+      etcd.kv.put("distributed-firewall/vm/" + uuid(1), "{\"ipv4\": [\"198.51.100.1\"]}");
+      etcd.kv.put("distributed-firewall/vm/" + uuid(2), "{\"ipv4\": [\"198.51.100.2\"]}");
+      spool("1.xml", xml(1, "vnet1"));
+      spool("2.xml", xml(2, "vnet2"));
+      assertEquals(ExitCodes.OK, batch());
+      assertEquals(1, nft.scripts.size(), stderr());
+      assertTrue(nft.last().contains("198.51.100.1") && nft.last().contains("198.51.100.2"), nft.last());
+      assertFalse(nft.last().contains("192.0.2.1 "), "not the XML's metadata");
+
+      etcd.failWith = 503;
+      int asked = etcd.requests.get();
+      for (int n = 3; n <= 5; n++) {
+        spool(n + ".xml", xml(n, "vnet" + n));
+      }
+      assertEquals(ExitCodes.OK, batch());
+      assertEquals(1, etcd.requests.get() - asked, "one request for three domains");
+      assertEquals(1, nft.scripts.size(), "nothing applied");
+      assertEquals(3, stderr().lines().filter(l -> l.contains("no endpoint answered") && l.contains("the VM keeps running")).count(),
+          stderr());
+      assertTrue(spooled().isEmpty(), "handled (logged), not left for the next run");
+    }
+  }
 }
