@@ -18,6 +18,8 @@ import java.util.Locale;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Parameters;
 import picocli.CommandLine.Spec;
@@ -43,6 +45,14 @@ final class StatusCommand implements Callable<Integer> {
 
   @Parameters(index = "0", arity = "0..1", paramLabel = "DOMAIN", description = "Only this domain (name or UUID).")
   String domain;
+
+  @Option(
+      names = "--prometheus",
+      description = {
+        "Print the drop counters and whether each NIC's rules are installed in the Prometheus text",
+        "format (for node_exporter's textfile collector; see docs/cli.md#status---prometheus)."
+      })
+  boolean prometheus;
 
   @Spec CommandSpec spec;
 
@@ -80,6 +90,9 @@ final class StatusCommand implements Callable<Integer> {
 
   @Override
   public Integer call() {
+    if (prometheus && common.json()) {
+      throw new ParameterException(spec.commandLine(), "--json and --prometheus: choose one");
+    }
     Config config = common.loadConfig();
     List<DomainView> views = new ArrayList<>();
     try (LibvirtSession s = LibvirtSession.open(common.uri())) {
@@ -96,7 +109,10 @@ final class StatusCommand implements Callable<Integer> {
     }
     Result r = new Result(config.backend(), out);
     PrintWriter w = spec.commandLine().getOut();
-    if (common.json()) {
+    if (prometheus) {
+      w.print(StatusMetrics.render(r, tap -> nft.chain(NftScript.chain(tap))));
+      w.flush();
+    } else if (common.json()) {
       Json.print(w, r);
     } else {
       print(w, r);
