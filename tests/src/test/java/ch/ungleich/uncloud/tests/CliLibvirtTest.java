@@ -333,6 +333,7 @@ class CliLibvirtTest {
   @Order(3)
   void statusCountersRiseWhenTheLabSendsSpoofedFrames() {
     long[] before = dropped("ucc-vm1");
+    Map<String, Double> promBefore = prometheusDrops("ucc-vm1");
     String to = "Ether(src=MAC, dst=GW_MAC)/";
     Map<String, FrameBatch.Outcome> got =
         frames.batch(lab)
@@ -357,6 +358,54 @@ class CliLibvirtTest {
     // status reports nft's own counters: the sum of the counting drop rules of port-<tap>
     assertEquals(table().chains().get("port-" + tap1).droppedPackets(), after[0]);
     sample("status-after-spoofing", "uncloud-hook status", cli("status"));
+
+    // status --prometheus, read by the Prometheus client's own parser: each spoofed frame raised the
+    // counter of the rule that dropped it, and nothing else moved
+    Map<String, Double> prom = prometheusDrops("ucc-vm1");
+    Map<String, Double> rose = new java.util.TreeMap<>();
+    prom.forEach((reason, v) -> {
+      double d = v - promBefore.getOrDefault(reason, 0.0);
+      if (d != 0) {
+        rose.put(reason, d);
+      }
+    });
+    assertEquals(Map.of("source MAC is not the NIC's", 1.0, "source is not own IPv4", 1.0,
+        "source is not own IPv6 or link-local", 1.0,
+        "everything else: other sources, ethertypes, VLAN tags, PPPoE, LLC", 1.0), rose, "counters that rose: " + prom);
+    sample("status-prometheus", "uncloud-hook status --prometheus", cli("status", "--prometheus"));
+  }
+
+  /**
+   * {@code status --prometheus} parsed by python3-prometheus-client: the domain's
+   * uncloud_hook_dropped_packets_total samples by reason (also checks the family's type and that the
+   * bytes family and the rules gauge are there for it).
+   */
+  Map<String, Double> prometheusDrops(String domain) {
+    Proc.Result r = cli("status", "--prometheus").ok();
+    Proc.Result parsed = Proc.run(Duration.ofSeconds(30), r.out(),
+        List.of("/usr/bin/python3", Path.of("src/test/resources/lab/prometheus_parse.py").toAbsolutePath().toString()));
+    assertEquals(0, parsed.exit(), parsed.describe() + "\n" + r.out());
+    Map<String, Double> drops = new java.util.HashMap<>();
+    boolean bytes = false;
+    boolean installed = false;
+    for (JsonNode s : json(parsed)) {
+      JsonNode l = s.get("labels");
+      if (!l.path("domain").asText().equals(domain)) {
+        continue;
+      }
+      assertEquals(G1.mac(), l.get("mac").asText(), s.toString());
+      switch (s.get("name").asText()) {
+        case "uncloud_hook_dropped_packets_total" -> {
+          assertEquals("counter", s.get("type").asText(), s.toString());
+          drops.put(l.get("reason").asText(), s.get("value").asDouble());
+        }
+        case "uncloud_hook_dropped_bytes_total" -> bytes = true;
+        case "uncloud_hook_rules_installed" -> installed = s.get("value").asDouble() == 1.0;
+        default -> { }
+      }
+    }
+    assertTrue(bytes && installed && !drops.isEmpty(), "samples of " + domain + ": " + r.out());
+    return drops;
   }
 
   long[] dropped(String domain) {
@@ -595,6 +644,17 @@ class CliLibvirtTest {
             .run();
     assertEquals(DELIVERED, got.get("own").verdict());
     assertEquals(DROPPED, got.get("spoofed").verdict());
+    // the same transaction put the vm_taps guard back: a tap that joins now, without rules, is dropped
+    assertTrue(j.get("script").asText().contains("iifname \"vnet*\" counter drop"), j.toString());
+    Guest plugged = new Guest("52:54:00:aa:bb:09", "192.0.2.90", "2001:db8:0:1::90", "2001:db8:1239::/64");
+    NetnsLab.Port port = lab.addPort("vnet98", plugged.mac());
+    Map<String, FrameBatch.Outcome> guard =
+        frames.batch(lab)
+            .add("own-again", lab.vm(0), G1, "Ether(src=MAC, dst=GW_MAC)/IP(src=IP4, dst=GW4)/UDP()")
+            .add("plugged-own", port, plugged, "Ether(src=MAC, dst=GW_MAC)/IP(src=IP4, dst=GW4)/UDP()")
+            .run();
+    assertEquals(DELIVERED, guard.get("own-again").verdict());
+    assertEquals(DROPPED, guard.get("plugged-own").verdict());
     assertNotNull(lab.stateDir().resolve("domains").toFile().list());
     assertEquals(3, lab.stateDir().resolve("taps").toFile().list().length);
   }

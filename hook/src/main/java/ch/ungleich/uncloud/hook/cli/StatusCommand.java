@@ -22,6 +22,8 @@ import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Parameters;
 import picocli.CommandLine.Spec;
@@ -48,6 +50,14 @@ final class StatusCommand implements Callable<Integer> {
   @Parameters(index = "0", arity = "0..1", paramLabel = "DOMAIN", description = "Only this domain (name or UUID).")
   String domain;
 
+  @Option(
+      names = "--prometheus",
+      description = {
+        "Print the drop counters and whether each NIC's rules are installed in the Prometheus text",
+        "format (for node_exporter's textfile collector; see docs/cli.md#status---prometheus)."
+      })
+  boolean prometheus;
+
   @Spec CommandSpec spec;
 
   /**
@@ -55,7 +65,11 @@ final class StatusCommand implements Callable<Integer> {
    *
    * @param agent what {@code state_dir/agent.json} says of the agent (null: no agent ever ran here)
    */
-  record Result(String backend, List<DomainStatus> domains, AgentInfo agent) {}
+  record Result(String backend, List<DomainStatus> domains, AgentInfo agent) {
+    Result(String backend, List<DomainStatus> domains) {
+      this(backend, domains, null);
+    }
+  }
 
   /**
    * The agent and, per running domain (by name), whether it applied the domain's CURRENT live metadata:
@@ -96,6 +110,9 @@ final class StatusCommand implements Callable<Integer> {
 
   @Override
   public Integer call() {
+    if (prometheus && common.json()) {
+      throw new ParameterException(spec.commandLine(), "--json and --prometheus: choose one");
+    }
     Config config = common.loadConfig();
     List<DomainView> views = new ArrayList<>();
     try (LibvirtSession s = LibvirtSession.open(common.uri())) {
@@ -112,7 +129,10 @@ final class StatusCommand implements Callable<Integer> {
     }
     Result r = new Result(config.backend(), out, agentInfo(AgentStatus.read(config.stateDir()).orElse(null), views));
     PrintWriter w = spec.commandLine().getOut();
-    if (common.json()) {
+    if (prometheus) {
+      w.print(StatusMetrics.render(r, tap -> nft.chain(NftScript.chain(tap))));
+      w.flush();
+    } else if (common.json()) {
       Json.print(w, r);
     } else {
       print(w, r);

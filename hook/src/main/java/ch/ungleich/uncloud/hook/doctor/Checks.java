@@ -279,7 +279,9 @@ public final class Checks {
             Check.fail(
                 "domain-metadata", d.name(), "invalid metadata: " + d.error() + "; the hook refuses to start it again (its rules"
                     + " now stay as they were)",
-                "see 'uncloud-hook metadata show " + d.name() + "', correct it with 'uncloud-hook metadata set " + d.name()
+                c.etcd().etcd() ? "see 'uncloud-hook etcd get " + d.name() + "', correct the key (uncloud-hook etcd put "
+                    + d.name() + " --file VALUE)"
+                    : "see 'uncloud-hook metadata show " + d.name() + "', correct it with 'uncloud-hook metadata set " + d.name()
                     + " --mac MAC --ip ADDRESS'"));
         continue;
       }
@@ -323,8 +325,10 @@ public final class Checks {
           };
           nic.add(
               Check.warn(
-                  "nic-metadata", subject, "no metadata: unlisted=" + c.unlisted() + ", so " + what,
-                  "uncloud-hook metadata set " + d.name() + " --mac " + n.mac() + " --ip ADDRESS [--ip ...] --apply"));
+                  "nic-metadata", subject, (c.etcd().etcd() ? "not in its etcd key" : "no metadata") + ": unlisted="
+                      + c.unlisted() + ", so " + what,
+                  c.etcd().etcd() ? "uncloud-hook etcd put " + d.name() + " --file VALUE (or have the VM manager write it)"
+                      : "uncloud-hook metadata set " + d.name() + " --mac " + n.mac() + " --ip ADDRESS [--ip ...] --apply"));
         }
         if (n.filterable() && (n.tap() == null || linkMac.apply(n.tap()) == null)) {
           nic.add(

@@ -2,6 +2,7 @@ package ch.ungleich.uncloud.hook.invocation;
 
 import ch.ungleich.uncloud.hook.ExitCodes;
 import ch.ungleich.uncloud.hook.UncloudException;
+import ch.ungleich.uncloud.hook.log.Syslog;
 import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
 import ch.ungleich.uncloud.hook.source.EtcdValue;
 import ch.ungleich.uncloud.libvirtxml.DomainReader;
@@ -60,7 +61,9 @@ public final class CdsTraining {
   }
 
   private static int run(Path conf, String xml, Domain d, PrintStream err) {
-    HookMain h = new HookMain(Map.of("UNCLOUD_HOOK_CONFIG", conf.toString()), err, c -> new ProcessNftRunner(c.nft()));
+    // a training run is no event of this host: its lines stay out of the journal (a socket path that never exists)
+    HookMain h = new HookMain(Map.of("UNCLOUD_HOOK_CONFIG", conf.toString()), new PrintStream(OutputStream.nullOutputStream()),
+        err, c -> new ProcessNftRunner(c.nft()), new Syslog(conf.resolveSibling("no-syslog")));
     return h.run(new String[] {d.name, "start", "begin", "-"}, new ByteArrayInputStream(xml.getBytes(StandardCharsets.UTF_8)));
   }
 

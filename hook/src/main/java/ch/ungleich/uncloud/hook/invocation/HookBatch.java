@@ -64,6 +64,14 @@ public final class HookBatch {
 
   /** {@code args}: {@code reconnect SPOOLDIR}. Always returns 0. */
   public int run(String[] args) {
+    try {
+      return call(args);
+    } finally {
+      log.close();
+    }
+  }
+
+  private int call(String[] args) {
     if (args.length != 2 || !args[0].equals("reconnect")) {
       log.error("usage: uncloud-hook hook-batch reconnect SPOOLDIR");
       return ExitCodes.OK;
@@ -144,7 +152,7 @@ public final class HookBatch {
     for (int i = 0; i < batch.applied().size(); i++) {
       DomainPolicy p = batch.applied().get(i);
       Plan plan = batch.plans().get(i);
-      log.info(p.name() + " " + EVENT + ": filtering " + plan.claim().keySet() + ", released " + plan.release());
+      log.info(p.name() + " " + EVENT + ": " + HookMain.applied(p, plan));
       if (plan.note() != null) {
         log.warn("hook-batch reconnect: " + plan.note());
       }
@@ -154,10 +162,11 @@ public final class HookBatch {
           + " 'uncloud-hook reconcile' once fixed)");
     }
     if (batch.together()) {
-      log.info("hook-batch reconnect: " + policies.size() + " domains from " + spool + ", one transaction");
+      log.info("hook-batch reconnect: " + policies.size() + " domains from " + spool + ", one transaction ("
+          + log.elapsedMs() + " ms)");
     } else {
       log.info("hook-batch reconnect: " + policies.size() + " domains from " + spool + ", one transaction each"
-          + " after the combined one failed; " + batch.applied().size() + " applied");
+          + " after the combined one failed; " + batch.applied().size() + " applied (" + log.elapsedMs() + " ms)");
     }
     return true;
   }

@@ -7,13 +7,16 @@ import ch.ungleich.uncloud.hook.config.ConfigFile;
 import ch.ungleich.uncloud.hook.engine.Rules;
 import ch.ungleich.uncloud.hook.host.LinuxHost;
 import ch.ungleich.uncloud.hook.log.Log;
+import ch.ungleich.uncloud.hook.log.Syslog;
 import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
+import ch.ungleich.uncloud.hook.model.NicPolicy;
 import ch.ungleich.uncloud.hook.nft.NftRunner;
 import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
 import ch.ungleich.uncloud.hook.nwfilter.FilterrefRewriter;
 import ch.ungleich.uncloud.hook.nwfilter.NwfilterBackend;
 import ch.ungleich.uncloud.hook.source.AddressSource;
+import ch.ungleich.uncloud.hook.state.Owner;
 import ch.ungleich.uncloud.hook.state.Plan;
 import ch.ungleich.uncloud.hook.state.StateStore;
 import ch.ungleich.uncloud.libvirtxml.DomainReader;
@@ -25,7 +28,9 @@ import java.io.OutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.function.Function;
 import java.util.regex.Matcher;
@@ -68,11 +73,16 @@ public final class HookMain {
 
   /** {@code out} is libvirt's: only ever the domain XML of {@code migrate}/{@code restore}. */
   public HookMain(Map<String, String> env, PrintStream out, PrintStream err, Function<Config, NftRunner> runners) {
+    this(env, out, err, runners, Syslog.devLog());
+  }
+
+  /** With the system log given: cds-training's calls must not reach the host's journal. */
+  HookMain(Map<String, String> env, PrintStream out, PrintStream err, Function<Config, NftRunner> runners, Syslog syslog) {
     this.env = env;
     this.out = out;
     this.err = err;
     this.runners = runners;
-    this.log = new Log(err);
+    this.log = new Log(err, syslog);
   }
 
   /** The real thing: the process environment and the nft binary from the configuration. */
@@ -88,6 +98,14 @@ public final class HookMain {
 
   /** Runs one hook call; args are libvirt's (without our leading {@code hook}). */
   public int run(String[] args, InputStream in) {
+    try {
+      return call(args, in);
+    } finally {
+      log.close();
+    }
+  }
+
+  private int call(String[] args, InputStream in) {
     String domain = args.length > 0 ? args[0] : "";
     String op = args.length > 1 ? args[1] : "";
     String sub = args.length > 2 ? args[2] : "";
@@ -225,27 +243,67 @@ public final class HookMain {
     FilterrefRewriter.Result r = FilterrefRewriter.rewrite(xml, edits);
     out.print(r.xml());
     out.flush();
-    log.info(p.name() + " " + event + ": rewrote filterrefs: " + NwfilterBackend.differences(plan));
+    log.info(p.name() + " " + event + ": rewrote filterrefs: " + NwfilterBackend.differences(plan) + " ("
+        + log.elapsedMs() + " ms)");
   }
 
   private void apply(DomainPolicy p, Config config, String event) {
-    Plan plan = rules(config).start(p);
-    log.info(p.name() + " " + event + ": filtering " + plan.claim().keySet() + ", released " + plan.release());
+    Plan plan = rules(store(config), config).start(p);
+    log.info(p.name() + " " + event + ": " + applied(p, plan) + " (" + log.elapsedMs() + " ms)");
     if (plan.note() != null) {
       log.warn(p.name() + " " + event + ": " + plan.note());
     }
   }
 
+  /**
+   * The log's account of an applied plan, per NIC: {@code filtering net0 52:54:00:aa:bb:01 vnet0 filter,
+   * net1 ... mac-only; released vnet7}.
+   */
+  static String applied(DomainPolicy p, Plan plan) {
+    List<String> nics = new ArrayList<>();
+    for (NicPolicy n : p.nics()) {
+      if (n.tap() != null && plan.claim().containsKey(n.tap())) {
+        nics.add(n.name() + " " + n.mac() + " " + n.tap() + " " + n.mode().name().toLowerCase(Locale.ROOT).replace('_', '-'));
+      }
+    }
+    return "filtering " + (nics.isEmpty() ? "no NIC" : String.join(", ", nics))
+        + (plan.release().isEmpty() ? "" : "; released " + released(plan.release(), Map.of()));
+  }
+
+  /** {@code vnet0 (net0 52:54:00:aa:bb:01), vnet1}: each tap with the NIC its owner record names. */
+  static String released(List<String> taps, Map<String, Owner> owners) {
+    List<String> out = new ArrayList<>();
+    for (String t : taps) {
+      Owner o = owners.get(t);
+      out.add(o == null ? t : t + " " + o.mac());
+    }
+    return String.join(", ", out);
+  }
+
   private void remove(String xml, String domain, Config config, String event, String extra) {
-    Plan plan = rules(config).stop(uuidOf(xml, domain));
+    StateStore store = store(config);
+    String uuid = uuidOf(xml, domain);
+    // read for the log line only (the MACs), outside the lock: stop() decides under it
+    Map<String, Owner> owners = new HashMap<>();
+    for (String t : store.taps(uuid)) {
+      Owner o = store.owner(t);
+      if (o != null) {
+        owners.put(t, o);
+      }
+    }
+    Plan plan = rules(store, config).stop(uuid);
     if (!plan.release().isEmpty()) {
-      log.info(domain + " " + event + " " + extra + ": removed " + plan.release());
+      log.info(domain + " " + event + " " + extra + ": removed " + released(plan.release(), owners) + " ("
+          + log.elapsedMs() + " ms)");
     }
   }
 
-  private Rules rules(Config config) {
-    return new Rules(new StateStore(config.stateDir(), config.lockTimeoutSeconds()), runners.apply(config),
-        config.vmTaps(), new LinuxHost()::links);
+  private static StateStore store(Config config) {
+    return new StateStore(config.stateDir(), config.lockTimeoutSeconds());
+  }
+
+  private Rules rules(StateStore store, Config config) {
+    return new Rules(store, runners.apply(config), config.vmTaps(), new LinuxHost()::links);
   }
 
   /**

@@ -56,8 +56,9 @@ public final class EtcdValue {
    */
   public static Firewall parse(String json, Domain d, String key) {
     String where = name(d) + " etcd key " + key;
-    if (json.length() > MAX_BYTES) {
-      throw UncloudException.invalid(where + ": value is " + json.length() + " bytes, more than " + MAX_BYTES);
+    int bytes = json.length() > MAX_BYTES / 4 ? json.getBytes(java.nio.charset.StandardCharsets.UTF_8).length : json.length();
+    if (bytes > MAX_BYTES) {
+      throw UncloudException.invalid(where + ": value is " + bytes + " bytes, more than " + MAX_BYTES);
     }
     Object root;
     try (JsonParser p = JSON.createParser(json)) {

@@ -275,4 +275,15 @@ class ChecksTest {
     assertEquals(Status.FAIL, none.get(0).status());
     assertTrue(none.get(0).found().contains("refuses every start"), none.get(0).found());
   }
+
+  /** source = etcd: the fix for a NIC that gets unlisted is the etcd key, not the XML metadata. */
+  @Test
+  void withEtcdTheFixIsTheKey() {
+    DomainView bare = view("bare", 2, "bridge", "", "");
+    Config etcd = Config.parse("source = etcd\netcd_endpoints = http://192.0.2.1:2379\n", "t");
+    Check c = Checks.domains(List.of(bare), etcd, t -> "fe:54:00:00:00:02", "qemu:///system").get(0);
+    assertEquals("nic-metadata", c.id());
+    assertTrue(c.found().startsWith("not in its etcd key: unlisted=deny"), c.found());
+    assertTrue(c.fix().startsWith("uncloud-hook etcd put bare --file VALUE"), c.fix());
+  }
 }

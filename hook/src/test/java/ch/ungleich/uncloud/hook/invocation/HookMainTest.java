@@ -67,6 +67,18 @@ class HookMainTest {
   }
 
   @Test
+  void logLinesNameNicMacTapAndTime() throws IOException {
+    assertEquals(ExitCodes.OK, hook(xml(GOOD, true), "web01", "start", "begin", "-"));
+    assertEquals(ExitCodes.OK, hook(xml(GOOD, false), "web01", "stopped", "end", "-"));
+    List<String> lines = Files.readAllLines(tmp.resolve("log"));
+    assertEquals(2, lines.size(), String.join("\n", lines));
+    assertTrue(lines.get(0).matches(".* info web01 start begin: filtering net0 52:54:00:aa:bb:01 vnet0 filter \\(\\d+ ms\\)"),
+        lines.get(0));
+    assertTrue(lines.get(1).matches(".* info web01 stopped end -: removed vnet0 52:54:00:aa:bb:01 \\(\\d+ ms\\)"),
+        lines.get(1));
+  }
+
+  @Test
   void invalidMetadataAbortsWithOneLine() {
     for (String op : List.of("prepare", "start", "migrate", "restore")) {
       assertEquals(ExitCodes.INVALID, hook(xml(BAD, true), "web01", op, "begin", "-"), op);
