@@ -217,8 +217,14 @@ public final class Agent {
         writeStatus();
       }
       fullReason = "table bridge uncloud deleted";
-    } else if (!"table bridge uncloud deleted".equals(fullReason)) {
-      fullReason = PART_DELETED;
+    } else {
+      if (fight.fighting(now)) {
+        // a deletion's first lines while we are being fought: wait for its table line's hold
+        runner.holdUntil(now + 1000);
+      }
+      if (!"table bridge uncloud deleted".equals(fullReason)) {
+        fullReason = PART_DELETED;
+      }
     }
     if (lossSeenMs == 0) {
       lossSeenMs = now;
