@@ -31,11 +31,6 @@ class AgentNftTest extends AgentSuite {
   }
 
   @Override
-  boolean dropsFromAttach() {
-    return true;
-  }
-
-  @Override
   boolean leftovers(String tap) {
     Cmd.Result t = a.exec("nft", "-j", "list", "table", "bridge", "uncloud");
     if (t.ok() && (t.out().contains("\"port-" + tap + "\"") || t.out().contains("\"" + tap + "\""))) {
