@@ -128,7 +128,7 @@ final class DoctorCommand implements Callable<Integer> {
     checks.add(Checks.config(configPath, source, host.file(configPath).exists(), cfg, cfgError));
     if (stateDir != null) {
       cfg = new Config(cfg.backend(), cfg.unlisted(), cfg.linkLocalAny(), cfg.dhcpClient(), stateDir, cfg.logFile(),
-          cfg.lockTimeoutSeconds(), cfg.nft(), cfg.vmTaps(), cfg.etcd(), cfg.agentResyncSeconds());
+          cfg.lockTimeoutSeconds(), cfg.nft(), cfg.vmTaps(), cfg.etcd(), cfg.agentResyncSeconds(), cfg.ingressDeny());
     }
 
     // libvirtd noticed the hook
