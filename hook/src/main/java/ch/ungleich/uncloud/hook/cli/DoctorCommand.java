@@ -11,6 +11,7 @@ import ch.ungleich.uncloud.hook.host.LinuxHost;
 import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
 import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
+import ch.ungleich.uncloud.hook.model.NicPolicy;
 import ch.ungleich.uncloud.hook.nft.NftBackend;
 import ch.ungleich.uncloud.hook.nft.NftGuard;
 import ch.ungleich.uncloud.hook.nft.NftJson;
@@ -208,7 +209,18 @@ final class DoctorCommand implements Callable<Integer> {
     if (cfg.backend().equals("nft")) {
       checks.add(agentCheck(cfg));
     }
-    checks.addAll(Checks.bridgeNfCall(host.sysctl("net.bridge.bridge-nf-call-iptables"), host.sysctl("net.bridge.bridge-nf-call-ip6tables")));
+    List<String> stateful = new ArrayList<>();
+    if (inv != null && cfg.backend().equals("nft")) {
+      for (DomainPolicy p : inv.policies()) {
+        for (NicPolicy n : p.nics()) {
+          if (n.hasChain() && n.rules().any()) {
+            stateful.add(p.name() + " " + n.name());
+          }
+        }
+      }
+    }
+    checks.addAll(Checks.bridgeNfCall(host.sysctl("net.bridge.bridge-nf-call-iptables"),
+        host.sysctl("net.bridge.bridge-nf-call-ip6tables"), stateful));
 
     int code = Checks.exitCode(checks);
     int pass = 0;
