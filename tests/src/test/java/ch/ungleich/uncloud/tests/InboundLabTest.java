@@ -191,6 +191,19 @@ class InboundLabTest {
   }
 
   @Test
+  void flushedRulesetComesBackWithReconnect() {
+    start("dom-a", vm1, RULES_A, A4, A6);
+    assertEquals("FAIL TimeoutError", tcp(vm3, C4, A4, 23));
+    lab.exec(lab.hv(), "nft", "flush", "ruleset").ok();
+    lab.mustSucceed(lab.hook("dom-c", "reconnect", "begin", "-", domain("dom-c", vm3, "", true, C4, C4X, C6, C6X)));
+    lab.mustSucceed(lab.hook("dom-a", "reconnect", "begin", "-", domain("dom-a", vm1, RULES_A, false, A4, A6)));
+    String r = lab.ruleset();
+    assertTrue(r.contains("table inet uncloud-inbound") && r.contains("192.0.2.11 . tcp . 80"), r);
+    assertEquals("FAIL TimeoutError", tcp(vm3, C4, A4, 23), r);
+    assertEquals("OK", tcp(vm3, C4, A4, 80), r);
+  }
+
+  @Test
   void stopRemovesEveryElement() {
     start("dom-b", vm2, RULES_B, B4, B6);
     assertTrue(lab.ruleset().contains("192.0.2.12 . tcp . 8080 . 192.0.2.13"), lab.ruleset());

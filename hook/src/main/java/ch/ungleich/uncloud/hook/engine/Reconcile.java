@@ -2,14 +2,21 @@ package ch.ungleich.uncloud.hook.engine;
 
 import ch.ungleich.uncloud.hook.ExitCodes;
 import ch.ungleich.uncloud.hook.UncloudException;
+import ch.ungleich.uncloud.hook.model.DomainPolicy;
+import ch.ungleich.uncloud.hook.model.NicPolicy;
 import ch.ungleich.uncloud.hook.model.VmTaps;
+import ch.ungleich.uncloud.hook.nft.InboundScript;
 import ch.ungleich.uncloud.hook.nft.NftBackend;
 import ch.ungleich.uncloud.hook.nft.NftJson;
 import ch.ungleich.uncloud.hook.nft.NftRunner;
 import ch.ungleich.uncloud.hook.nft.NftScript;
 import ch.ungleich.uncloud.hook.nft.NftState;
 import ch.ungleich.uncloud.hook.nft.ReconcilePlan;
+import ch.ungleich.uncloud.hook.state.Owner;
 import ch.ungleich.uncloud.hook.state.StateStore;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.function.Function;
@@ -87,12 +94,41 @@ public final class Reconcile {
     CompletableFuture<NftState> canonical = CompletableFuture.supplyAsync(this::canonical);
     try (StateStore.Lock l = store.lock()) {
       ReconcilePlan p = plan(observe(nft), canonical);
-      if (!p.script().isEmpty()) {
-        nft.apply(p.script());
+      Map<String, List<String>> want = inboundWanted(p.records());
+      boolean present = listOurs(nft, "list", "chain", "bridge", InboundScript.TABLE, "deliver") != null
+          && listOurs(nft, "list", "chain", "inet", InboundScript.TABLE, "ingress-decide") != null;
+      InboundScript.Change in = InboundScript.reconcile(want, store::inbound, store.inboundTaps(), present);
+      String script = InboundScript.append(p.script(), present ? InboundScript.ensure() : InboundScript.rebuild(), in);
+      if (!script.isEmpty()) {
+        nft.apply(script);
       }
       store.replaceAll(p.records());
+      store.commitInbound(in.records());
       return p;
     }
+  }
+
+  /**
+   * The inbound elements (delivery filter, security groups) every filtered tap must have: from its
+   * NIC's policy, or, for a tap kept as it was (its domain's metadata is invalid), what it has now.
+   */
+  private Map<String, List<String>> inboundWanted(Map<String, Owner> records) {
+    Map<String, List<String>> want = new TreeMap<>();
+    for (Map.Entry<String, Owner> e : records.entrySet()) {
+      List<String> els = null;
+      for (DomainPolicy dp : desired.policies()) {
+        if (!dp.uuid().equals(e.getValue().uuid())) {
+          continue;
+        }
+        for (NicPolicy n : dp.nics()) {
+          if (e.getKey().equals(n.tap()) && n.hasChain()) {
+            els = InboundScript.elements(n);
+          }
+        }
+      }
+      want.put(e.getKey(), els != null ? els : store.inbound(e.getKey()));
+    }
+    return want;
   }
 
   /** Whether our dispatch chain exists: {@code nft list chain} of one chain, as fast at 10 000 ports as at none. */

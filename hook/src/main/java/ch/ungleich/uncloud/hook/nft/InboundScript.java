@@ -239,6 +239,50 @@ public final class InboundScript {
     return new Change(List.copyOf(lines), records);
   }
 
+  /**
+   * Reconcile: makes the elements of every tap {@code want}; taps with a record that are not wanted
+   * lose theirs. {@code present} false (the tables were missing, e.g. after {@code nft flush ruleset}):
+   * everything wanted is added to tables the caller rebuilds ({@link #rebuild()}).
+   */
+  public static Change reconcile(Map<String, List<String>> want, Function<String, List<String>> recorded,
+      List<String> recordedTaps, boolean present) {
+    List<String> lines = new ArrayList<>();
+    Map<String, List<String>> records = new LinkedHashMap<>();
+    for (Map.Entry<String, List<String>> e : want.entrySet()) {
+      List<String> before = recorded.apply(e.getKey());
+      if (!present) {
+        lines.addAll(add(e.getValue()));
+      } else if (!before.equals(e.getValue())) {
+        lines.addAll(remove(before));
+        lines.addAll(add(e.getValue()));
+      }
+      records.put(e.getKey(), e.getValue());
+    }
+    for (String tap : recordedTaps) {
+      if (!want.containsKey(tap)) {
+        if (present) {
+          lines.addAll(remove(recorded.apply(tap)));
+        }
+        records.put(tap, List.of());
+      }
+    }
+    if (!present && lines.isEmpty() && want.values().stream().allMatch(List::isEmpty)) {
+      return new Change(List.of(), records);
+    }
+    return new Change(List.copyOf(lines), records);
+  }
+
+  /** Both tables deleted and created again empty, with their chains (one transaction with the elements). */
+  public static List<String> rebuild() {
+    List<String> l = new ArrayList<>();
+    l.add("add table " + B);
+    l.add("delete table " + B);
+    l.add("add table " + I);
+    l.add("delete table " + I);
+    l.addAll(prelude());
+    return l;
+  }
+
   /** {@code lines} after {@code head}, one per line; {@code script} when there is nothing to add. */
   public static String append(String script, List<String> head, Change c) {
     if (c.isEmpty()) {

@@ -93,6 +93,19 @@ class StatefulRulesTest {
   }
 
   @Test
+  void nwfilterBackendRefusesRulesItWouldNotEnforce() {
+    String m = assertThrowsInvalid(() -> PolicyBuilderTest.build(withRules("<uc:ingress/>", ""), "backend = nwfilter\n"));
+    assertTrue(m.startsWith("web01 nic0 " + MAC1 + ": uc:ingress/uc:egress are enforced by backend = nft only"), m);
+    m = assertThrowsInvalid(() -> ch.ungleich.uncloud.hook.config.Config.parse("backend = nwfilter\ningress = deny\n", "c"));
+    assertTrue(m.contains("ingress = deny needs backend = nft"), m);
+    assertEquals(StatefulRules.NONE, PolicyBuilderTest.build(withRules("", ""), "backend = nwfilter\n").nics().get(0).rules());
+  }
+
+  static String assertThrowsInvalid(org.junit.jupiter.api.function.Executable e) {
+    return org.junit.jupiter.api.Assertions.assertThrows(ch.ungleich.uncloud.hook.UncloudException.class, e).getMessage();
+  }
+
+  @Test
   void trustedNicsAreNotFilteredButTheirRulesAreChecked() {
     assertFalse(nic0(withRules(ISSUE_RULES, " trusted='true'")).rules().any());
     String m = reject(withRules("<uc:ingress><uc:allow protocol='sctp'/></uc:ingress>", " trusted='true'"));
