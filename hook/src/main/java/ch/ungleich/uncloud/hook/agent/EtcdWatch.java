@@ -310,7 +310,8 @@ final class EtcdWatch {
   }
 
   private void retrying(String why) {
-    boolean same = state.startsWith("retrying") && state.endsWith(": " + why);
+    boolean same = state.startsWith("retrying"); // one line when the outage starts, none per retry
+    boolean sameWhy = same && state.endsWith(": " + why);
     if (retryingSinceMs == 0) {
       retryingSinceMs = System.currentTimeMillis();
     }
@@ -318,6 +319,8 @@ final class EtcdWatch {
         + (values == null ? ", nothing read yet" : ", keys as of revision " + revision) + "): " + why;
     if (!same) {
       warn.accept("agent: etcd: " + why + "; keeping the rules, retrying");
+    }
+    if (!sameWhy) {
       stateChanged.run();
     }
   }
