@@ -17,6 +17,7 @@ import ch.ungleich.uncloud.hook.nft.NftScript;
 import ch.ungleich.uncloud.hook.nft.NftState;
 import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
 import ch.ungleich.uncloud.hook.nft.ReconcilePlan;
+import ch.ungleich.uncloud.hook.nwfilter.NwfilterGuard;
 import ch.ungleich.uncloud.hook.state.AgentStatus;
 import ch.ungleich.uncloud.hook.state.StateStore;
 import java.io.IOException;
@@ -57,6 +58,8 @@ public final class Agent {
   private final Rules rules;
   private final Runner runner;
   private final FightGuard fight = new FightGuard(5, 10_000, 60_000);
+  /** backend = nwfilter: the live filterrefs and the guard table (null with nft). */
+  private final NwfilterKeeper nwfilter;
 
   /** Running domains as last read (the restore after a lost ruleset plans from these). */
   private final Map<String, DomainView> known = new ConcurrentHashMap<>();
@@ -89,17 +92,13 @@ public final class Agent {
     this.nft = new ProcessNftRunner(config.nft());
     this.store = new StateStore(config.stateDir(), config.lockTimeoutSeconds());
     this.rules = new Rules(store, nft, config.vmTaps(), host::links);
+    this.nwfilter = config.backend().equals("nwfilter")
+        ? new NwfilterKeeper(config, nft, host::links, w -> log.warn("agent: " + w)) : null;
     this.runner = new Runner(this::sync, MIN_INTERVAL_MS, SETTLE_MS, config.agentResyncSeconds() * 1000L, 200, 5_000);
   }
 
   /** Runs until the process is told to stop (SIGTERM/SIGINT); reconnects to libvirt forever. */
   public void run() {
-    if (!nftBackend()) {
-      // measured: libvirt replaces a live NIC's filter non-atomically, and a hot-plugged NIC kept
-      // forwarding spoofed frames after its filterref was written (docs/agent.md, Not done)
-      throw UncloudException.invalid("backend = " + config.backend() + ": the agent keeps the nft backend's rules;"
-          + " with nwfilter run 'uncloud-hook sync' after a change (docs/agent.md)");
-    }
     LibvirtEvents.startLoop();
     Runtime.getRuntime().addShutdownHook(new Thread(this::shutdown, "agent-stop"));
     startMonitor();
@@ -199,7 +198,8 @@ public final class Agent {
 
   private void startMonitor() {
     try {
-      monitor = NftMonitor.start(config.nft(), this::lost, this::monitorEnded);
+      monitor = NftMonitor.start(config.nft(), nftBackend() ? NftScript.TABLE : NwfilterGuard.TABLE, this::lost,
+          this::monitorEnded);
     } catch (IOException e) {
       throw new UncloudException(ExitCodes.APPLY_FAILED, "cannot run " + config.nft() + " monitor: " + e.getMessage());
     }
@@ -284,6 +284,10 @@ public final class Agent {
     long seen = lossSeenMs;
     lossSeenMs = 0;
     fullReason = "periodic resync";
+    if (nwfilter != null) {
+      nwFull(t0, reason, seen, reread);
+      return;
+    }
     if (reason.equals(PART_DELETED) && !reread && everRead && intact()) {
       // every transaction (the agent's, each hook call's) flushes and refills our dispatch chain and
       // replaces map elements: the monitor reports those removals; nothing is missing, nothing to do
@@ -366,6 +370,10 @@ public final class Agent {
     DomainView v = DomainView.of(x, config);
     known.put(uuid, v);
     String digest = digest(v);
+    if (nwfilter != null) {
+      nwOne(x, v, reason, t0);
+      return;
+    }
     if (v.policy() == null) {
       AgentStatus.Applied old = applied.get(uuid);
       if (old == null || !digest.equals(old.digest()) || old.error() == null) {
@@ -381,6 +389,60 @@ public final class Agent {
     say(v.name() + ": " + reason + ": applied (" + nics + " filtered NIC" + (nics == 1 ? "" : "s")
         + ", one nft transaction) in " + ms(t0));
     writeStatus();
+  }
+
+  // ------------------------------------------------------------------ backend = nwfilter
+
+  /** nwfilter, the whole host: every running domain's live filterrefs and the guard (NwfilterKeeper). */
+  private void nwFull(long t0, String reason, long seen, boolean reread) {
+    boolean intact = everRead && nwfilter.intact(); // false: the next write replaces whatever is there
+    if (!reread && intact) {
+      return; // the monitor saw our own transaction's flushes; nothing is missing
+    }
+    // a lost table or libvirt's rules: read libvirt again (a NIC whose rules libvirt lost is held)
+    List<LibvirtSession.DomainXml> xmls = withSession(s -> s.domains(true, false));
+    List<DomainView> views = xmls.stream().map(x -> DomainView.of(x, config)).toList();
+    known.clear();
+    views.forEach(v -> known.put(v.uuid(), v));
+    applied.keySet().retainAll(known.keySet());
+    everRead = true;
+    NwfilterKeeper.Result r = nwfilter.apply(xmls, views, true, this::updateLive);
+    long now = System.currentTimeMillis();
+    for (DomainView v : views) {
+      record(v, now);
+    }
+    lastResyncMs = now;
+    if (!fight.fighting(now)) {
+      lastError = null;
+    }
+    r.notes().forEach(n -> log.warn("agent: " + n));
+    if (!r.wrote() && r.updated() == 0 && !reason.equals("connected")) {
+      writeStatus();
+      return;
+    }
+    String since = seen > 0 ? ", " + (now - seen) + " ms after the loss was seen" : "";
+    say(reason + ": " + r.updated() + " live filterrefs updated, guard table bridge " + NwfilterGuard.TABLE + " in place, "
+        + r.held() + " taps held (" + views.size() + " running domains) in " + ms(t0) + since);
+    writeStatus();
+  }
+
+  /** nwfilter, one running domain: its live filterrefs, its taps held around each update. */
+  private void nwOne(LibvirtSession.DomainXml x, DomainView v, String reason, long t0) {
+    NwfilterKeeper.Result r = nwfilter.apply(List.of(x), List.of(v), false, this::updateLive);
+    r.notes().forEach(n -> log.warn("agent: " + n));
+    record(v, System.currentTimeMillis());
+    if (v.policy() != null) {
+      say(v.name() + ": " + reason + ": applied (" + r.updated() + " live filterref" + (r.updated() == 1 ? "" : "s")
+          + " updated, each NIC held while libvirt rebuilt its rules) in " + ms(t0));
+    }
+    writeStatus();
+  }
+
+  private void updateLive(String uuid, String interfaceXml) {
+    withSession(s -> {
+      s.updateDevice(uuid, interfaceXml, LibvirtSession.AFFECT_LIVE);
+      return null;
+    });
   }
 
   private void record(DomainView v, long now) {
