@@ -51,18 +51,50 @@ class AgentNwfilterTest extends AgentSuite {
     return Cmd.run(argv, null, null, 120).check();
   }
 
-  /** The tap passes our guard (in its bound set) and libvirt's root chain for it is linked. */
+  /**
+   * The tap passes our guard (in its bound set) and libvirt's root chain for it is linked. For a tap
+   * that is not the guest's first (the hot-plugged one) it also prints when libvirt listed its binding,
+   * when libvirt's temporary root chain ({@code libvirt-J-TAP}) and its final one ({@code libvirt-I-TAP})
+   * were jumped to, and when the agent let it through: a binding is listed before its rules are linked.
+   */
   @Override
   long awaitProtected(String tap, long sinceNs, long timeoutMs) {
+    boolean timeline = !tap.equals(tap());
+    long listed = 0;
+    long tmp = 0;
+    long linkedNs = 0;
     long deadline = System.currentTimeMillis() + timeoutMs;
     while (System.currentTimeMillis() < deadline) {
+      if (timeline) {
+        String pre = a.exec("nft", "list", "chain", "bridge", "nat", "PREROUTING").out();
+        long now = Observer.nowNs();
+        if (listed == 0 && a.virsh("nwfilter-binding-list").out().lines().anyMatch(l -> l.strip().startsWith(tap + " "))) {
+          listed = now;
+        }
+        if (tmp == 0 && pre.contains("jump libvirt-J-" + tap)) {
+          tmp = now;
+        }
+        if (linkedNs == 0 && pre.contains("jump libvirt-I-" + tap)) {
+          linkedNs = now;
+        }
+      }
       if (bound(tap) && linked(tap)) {
-        return Observer.nowNs();
+        long at = Observer.nowNs();
+        if (timeline) {
+          report("%s after virsh returned: binding listed %s, libvirt-J-%s jumped to %s, libvirt-I-%s jumped to %s,"
+              + " let through by the agent %.0f ms", tap, ms(listed, sinceNs), tap, ms(tmp, sinceNs), tap,
+              ms(linkedNs, sinceNs), (at - sinceNs) / 1e6);
+        }
+        return at;
       }
       sleepMs(5);
     }
     throw new AssertionError("not bound and linked within " + timeoutMs + " ms; agent log:\n" + agentLog()
         + "\n" + a.exec("nft", "list", "table", "bridge", "uncloud_nwfilter").out());
+  }
+
+  private static String ms(long ns, long sinceNs) {
+    return ns == 0 ? "(not seen)" : String.format("%.0f ms", (ns - sinceNs) / 1e6);
   }
 
   boolean bound(String tap) {
