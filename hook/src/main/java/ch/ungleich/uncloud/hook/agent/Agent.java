@@ -252,8 +252,12 @@ public final class Agent {
       if (all) {
         full(reread);
       }
-      for (String uuid : domains) {
-        one(uuid);
+      if (nwfilter == null && domains.size() > 1) {
+        several(domains);
+      } else {
+        for (String uuid : domains) {
+          one(uuid);
+        }
       }
     } catch (UncloudException e) {
       failed(e.getMessage());
@@ -443,6 +447,59 @@ public final class Agent {
       s.updateDevice(uuid, interfaceXml, LibvirtSession.AFFECT_LIVE);
       return null;
     });
+  }
+
+  /**
+   * nft, many domains marked at once (a burst of metadata changes, several NICs hot-plugged): each
+   * re-read, the valid ones applied in ONE transaction ({@link Rules#startAllLive}; if nft refuses it,
+   * each alone), one line per domain as in {@link #one}.
+   */
+  private void several(Set<String> domains) {
+    long t0 = System.nanoTime();
+    List<DomainView> valid = new java.util.ArrayList<>();
+    Map<String, String> why = new java.util.HashMap<>();
+    for (String uuid : domains) {
+      String reason = reasons.getOrDefault(uuid, "event");
+      reasons.remove(uuid);
+      LibvirtSession.DomainXml x = withSession(s -> s.findLive(uuid));
+      if (x == null || !x.active()) {
+        known.remove(uuid);
+        applied.remove(uuid);
+        continue;
+      }
+      DomainView v = DomainView.of(x, config);
+      known.put(uuid, v);
+      if (v.policy() == null) {
+        record(v, System.currentTimeMillis());
+        continue;
+      }
+      valid.add(v);
+      why.put(uuid, reason);
+    }
+    if (valid.isEmpty()) {
+      writeStatus();
+      return;
+    }
+    Rules.Batch b = rules.startAllLive(valid.stream().map(DomainView::policy).toList(), host::linkMac);
+    if (b.notLocked() != null) {
+      throw b.notLocked();
+    }
+    long now = System.currentTimeMillis();
+    String how = b.together() ? "one nft transaction for " + valid.size() + " domains"
+        : "one nft transaction each (together refused: " + b.combinedFailed().getMessage() + ")";
+    for (DomainView v : valid) {
+      if (b.applied().stream().noneMatch(p -> p.uuid().equals(v.uuid()))) {
+        continue;
+      }
+      applied.put(v.uuid(), new AgentStatus.Applied(v.name(), digest(v), now, null));
+      long nics = v.policy().nics().stream().filter(n -> n.hasChain()).count();
+      say(v.name() + ": " + why.get(v.uuid()) + ": applied (" + nics + " filtered NIC" + (nics == 1 ? "" : "s") + ", "
+          + how + ") in " + ms(t0));
+    }
+    writeStatus();
+    if (!b.failures().isEmpty()) {
+      throw b.failures().get(0).error();
+    }
   }
 
   private void record(DomainView v, long now) {
