@@ -82,8 +82,8 @@ class AgentNwfilterTest extends AgentSuite {
         long at = Observer.nowNs();
         if (timeline) {
           report("%s after virsh returned: binding listed %s, libvirt-J-%s jumped to %s, libvirt-I-%s jumped to %s,"
-              + " let through by the agent %.0f ms", tap, ms(listed, sinceNs), tap, ms(tmp, sinceNs), tap,
-              ms(linkedNs, sinceNs), (at - sinceNs) / 1e6);
+              + " let through by the agent %.0f ms (each poll: nft, then virsh)", tap, ms(listed, sinceNs), tap,
+              ms(tmp, sinceNs), tap, ms(linkedNs, sinceNs), (at - sinceNs) / 1e6);
         }
         return at;
       }

@@ -132,8 +132,8 @@ abstract class AgentSuite {
     agentErr = lab.dir().resolve("agent.err");
     ProcessBuilder pb = new ProcessBuilder("ip", "netns", "exec", a.netns(), "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
         "UNCLOUD_HOOK_CONFIG=" + a.hookConfigPath(), LibvirtHost.currentJava().toString(),
-        // the JVM flags of the installed CLI (install/files/uncloud-hook), which the agent's unit runs
-        "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-XX:-UsePerfData", "-jar", jar.toString(),
+        // the JVM flags of the installed CLI (install/files/uncloud-hook) for 'agent', with the unit's heap
+        "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-XX:-UsePerfData", "-jar", jar.toString(),
         "agent", "--connect", a.uri());
     pb.redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.appendTo(agentErr.toFile()));
     agent = pb.start();

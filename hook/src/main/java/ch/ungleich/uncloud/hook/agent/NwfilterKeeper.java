@@ -130,19 +130,23 @@ final class NwfilterKeeper {
     }
     boolean wrote = write(nb, nh);
     int done = 0;
+    List<Update> waiting = new ArrayList<>();
     for (Update u : updates) {
       try {
         libvirt.updateLive(u.uuid(), u.xml());
         done++;
+        waiting.add(u);
       } catch (UncloudException e) {
+        // (a NIC detached meanwhile, say): held; the next event or resync looks at it again
         warn.accept(u.domain() + " " + u.nic().name() + " " + u.tap() + ": " + e.getMessage() + "; its tap stays dropped");
       }
     }
-    if (!updates.isEmpty()) {
+    if (!waiting.isEmpty()) {
       long deadline = System.currentTimeMillis() + LINK_TIMEOUT_MS;
-      List<Update> waiting = new ArrayList<>(updates);
       while (true) {
         Set<String> now = linked();
+        Set<String> exist = new TreeSet<>(links.get());
+        waiting.removeIf(u -> !exist.contains(u.tap())); // gone: nothing to wait for
         waiting.removeIf(u -> {
           if (NwfilterBackend.expected(u.nic()) == null || now.contains(u.tap())) {
             nh.remove(u.tap());
