@@ -206,9 +206,7 @@ final class DoctorCommand implements Callable<Integer> {
     if (cfg.etcd().etcd()) {
       checks.addAll(etcdChecks(cfg, inv));
     }
-    if (cfg.backend().equals("nft")) {
-      checks.add(agentCheck(cfg));
-    }
+    checks.add(agentCheck(cfg));
     List<String> stateful = new ArrayList<>();
     if (inv != null && cfg.backend().equals("nft")) {
       for (DomainPolicy p : inv.policies()) {
