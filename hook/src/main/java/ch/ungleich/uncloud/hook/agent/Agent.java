@@ -549,9 +549,14 @@ public final class Agent {
     }
   }
 
-  /** What status compares: the digest of the normal form of the domain's live metadata. */
+  /**
+   * What status compares: the digest of the normal form of the domain's live metadata and of the NIC
+   * policies derived from it or, with {@code source = etcd}, from its key (so a key change the agent
+   * has not applied yet shows as pending).
+   */
   public static String digest(DomainView v) {
-    return AgentStatus.digest(DomainView.normal(v.liveMetadata()));
+    return AgentStatus.digest(DomainView.normal(v.liveMetadata())
+        + (v.policy() == null ? "" : "\n" + v.policy().nics()));
   }
 
   private interface Read<T> {
