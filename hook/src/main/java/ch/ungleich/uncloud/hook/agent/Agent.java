@@ -17,6 +17,7 @@ import ch.ungleich.uncloud.hook.nft.NftScript;
 import ch.ungleich.uncloud.hook.nft.NftState;
 import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
 import ch.ungleich.uncloud.hook.nft.ReconcilePlan;
+import ch.ungleich.uncloud.hook.source.AddressSource;
 import ch.ungleich.uncloud.hook.state.AgentStatus;
 import ch.ungleich.uncloud.hook.state.StateStore;
 import java.io.IOException;
@@ -79,6 +80,8 @@ public final class Agent {
   private volatile boolean statusWriteFailed;
   private NftMonitor monitor;
   private volatile boolean stopping;
+  /** {@code source = etcd}: the watch of the prefix and the agent's copy of its keys; else null. */
+  private final EtcdWatch etcdWatch;
 
   public Agent(Config config, String uri, PrintStream err) {
     this.config = config;
@@ -90,6 +93,8 @@ public final class Agent {
     this.store = new StateStore(config.stateDir(), config.lockTimeoutSeconds());
     this.rules = new Rules(store, nft, config.vmTaps(), host::links);
     this.runner = new Runner(this::sync, MIN_INTERVAL_MS, SETTLE_MS, config.agentResyncSeconds() * 1000L, 200, 5_000);
+    this.etcdWatch = config.etcd().etcd()
+        ? new EtcdWatch(config, this::etcdChanged, this::say, log::warn, this::writeStatus) : null;
   }
 
   /** Runs until the process is told to stop (SIGTERM/SIGINT); reconnects to libvirt forever. */
@@ -104,6 +109,10 @@ public final class Agent {
     Runtime.getRuntime().addShutdownHook(new Thread(this::shutdown, "agent-stop"));
     startMonitor();
     runner.start();
+    if (etcdWatch != null) {
+      etcdWatch.start();
+      etcdWatch.awaitFirstRead((long) config.etcd().endpoints().size() * 2 * config.etcd().timeoutMillis());
+    }
     say("started (pid " + ProcessHandle.current().pid() + ", libvirt " + uri + ", resync every "
         + config.agentResyncSeconds() + " s)");
     writeStatus();
@@ -292,7 +301,8 @@ public final class Agent {
     List<DomainView> views;
     if (reread || !everRead) {
       List<LibvirtSession.DomainXml> xmls = withSession(s -> s.domains(true, false));
-      views = xmls.stream().map(x -> DomainView.of(x, config)).toList();
+      AddressSource src = source();
+      views = xmls.stream().map(x -> DomainView.of(x, config, src)).toList();
       known.clear();
       views.forEach(v -> known.put(v.uuid(), v));
       applied.keySet().retainAll(known.keySet());
@@ -363,7 +373,7 @@ public final class Agent {
       }
       return;
     }
-    DomainView v = DomainView.of(x, config);
+    DomainView v = DomainView.of(x, config, source());
     known.put(uuid, v);
     String digest = digest(v);
     if (v.policy() == null) {
@@ -381,6 +391,29 @@ public final class Agent {
     say(v.name() + ": " + reason + ": applied (" + nics + " filtered NIC" + (nics == 1 ? "" : "s")
         + ", one nft transaction) in " + ms(t0));
     writeStatus();
+  }
+
+  // ------------------------------------------------------------------ source = etcd
+
+  /** Where the passes read addresses: the watch's copy of the etcd keys, else the domain XML. */
+  private AddressSource source() {
+    return etcdWatch != null ? etcdWatch.source() : AddressSource.of(config);
+  }
+
+  /** The watch saw keys change: mark the running domains they belong to (a key of no domain here: ignored). */
+  private void etcdChanged(Set<String> vmids, boolean all, long revision) {
+    if (all) {
+      fullReason = "etcd read";
+      runner.markAll(true);
+      return;
+    }
+    for (DomainView v : known.values()) {
+      String id = config.etcd().vmidByName() ? v.name() : v.uuid().toLowerCase(java.util.Locale.ROOT);
+      if (vmids.contains(id)) {
+        reasons.put(v.uuid(), "etcd key changed (revision " + revision + ")");
+        runner.markDomain(v.uuid());
+      }
+    }
   }
 
   private void record(DomainView v, long now) {
@@ -438,7 +471,7 @@ public final class Agent {
       connLock.readLock().unlock();
     }
     AgentStatus s = new AgentStatus(ProcessHandle.current().pid(), uri, connected && !stopping, startedMs, connectedMs,
-        lastResyncMs, lastError, System.currentTimeMillis(), new TreeMap<>(applied));
+        lastResyncMs, lastError, System.currentTimeMillis(), new TreeMap<>(applied), etcdWatch == null ? null : etcdWatch.state());
     try {
       s.write(config.stateDir());
       statusWriteFailed = false;
@@ -453,6 +486,9 @@ public final class Agent {
   private void shutdown() {
     stopping = true;
     runner.stop();
+    if (etcdWatch != null) {
+      etcdWatch.stop();
+    }
     if (monitor != null) {
       monitor.close();
     }

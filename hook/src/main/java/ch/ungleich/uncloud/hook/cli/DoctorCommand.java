@@ -180,7 +180,7 @@ final class DoctorCommand implements Callable<Integer> {
             for (DomainPolicy p : policies) {
               filtered += (int) p.nics().stream().filter(n -> n.hasChain()).count();
             }
-            checks.addAll(Checks.drift(plan, filtered));
+            checks.addAll(Checks.drift(plan, filtered, cfg.etcd().etcd() ? "etcd (the key of every running domain)" : "the metadata"));
             checks.addAll(guard(cfg, configPath, nft, host, filtered));
           } catch (UncloudException e) {
             checks.add(Check.fail("drift", null, "cannot compare: " + e.getMessage(), "run doctor as root where the hook runs"));

@@ -77,7 +77,7 @@ final class StatusCommand implements Callable<Integer> {
    * (the agent kept the old rules).
    */
   record AgentInfo(long pid, boolean running, boolean connected, long lastResyncMs, String lastError,
-      Map<String, String> domains) {}
+      Map<String, String> domains, String etcd) {}
 
   /**
    * One domain.
@@ -216,7 +216,8 @@ final class StatusCommand implements Callable<Integer> {
         per.put(d.name(), applied(s, d));
       }
     }
-    return new AgentInfo(s.pid(), running, running && s.connected(), s.lastResyncMs(), s.lastError(), per);
+    return new AgentInfo(s.pid(), running, running && s.connected(), s.lastResyncMs(), s.lastError(), per,
+        running ? s.etcd() : null);
   }
 
   /** Whether the agent applied this running domain's current live metadata. */
@@ -282,6 +283,9 @@ final class StatusCommand implements Callable<Integer> {
     w.println("agent: " + (!a.running() ? "not running (pid " + a.pid() + " gone)"
         : "pid " + a.pid() + (a.connected() ? ", connected" : ", NOT connected to libvirt"))
         + (a.lastError() == null ? "" : "; last error: " + a.lastError()));
+    if (a.etcd() != null) {
+      w.println("  etcd: " + a.etcd());
+    }
     a.domains().forEach((name, state) -> w.println("  " + name + ": " + state));
   }
 

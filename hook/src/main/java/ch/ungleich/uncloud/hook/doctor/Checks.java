@@ -362,6 +362,15 @@ public final class Checks {
 
   /** Drift and leftovers from what reconcile would do now. */
   public static List<Check> drift(ReconcilePlan plan, int filteredNics) {
+    return drift(plan, filteredNics, "the metadata");
+  }
+
+  /**
+   * {@link #drift(ReconcilePlan, int)}; {@code source} names where the demanded addresses come from
+   * ("the metadata", or with {@code source = etcd} "etcd": then a PASS is the agreement between etcd's
+   * keys and what is installed, every running domain's key read through the same checks).
+   */
+  public static List<Check> drift(ReconcilePlan plan, int filteredNics, String source) {
     List<Check> out = new ArrayList<>();
     boolean stale = false;
     boolean drift = false;
@@ -387,7 +396,7 @@ public final class Checks {
       }
     }
     if (!drift) {
-      out.add(0, Check.pass("drift", null, "installed rules equal what the metadata demands for all " + filteredNics + " filtered NICs"));
+      out.add(0, Check.pass("drift", null, "installed rules equal what " + source + " demands for all " + filteredNics + " filtered NICs"));
     }
     if (!stale) {
       out.add(Check.pass("stale", null, "no leftover rules for taps or domains that are gone"));
@@ -691,8 +700,12 @@ public final class Checks {
       return Check.warn("agent", null, "pid " + s.pid() + ", connected; last error: " + firstLine(s.lastError()),
           "see its log (journalctl -u uncloud-hook-agent or log_file)");
     }
+    if (s.etcd() != null && !s.etcd().startsWith("watching ")) {
+      return Check.warn("agent", null, "pid " + s.pid() + ", connected to " + s.uri() + "; etcd watch " + firstLine(s.etcd())
+          + ": key changes wait until etcd answers", "start the etcd members, or correct etcd_endpoints; the agent retries by itself");
+    }
     return Check.pass("agent", null, "pid " + s.pid() + ", connected to " + s.uri() + ", last resync "
-        + (s.lastResyncMs() == 0 ? "not yet" : time(s.lastResyncMs())));
+        + (s.lastResyncMs() == 0 ? "not yet" : time(s.lastResyncMs())) + (s.etcd() == null ? "" : "; etcd: " + s.etcd()));
   }
 
   public static int exitCode(List<Check> checks) {

@@ -10,6 +10,7 @@ import ch.ungleich.uncloud.libvirtxml.firewall.Firewall;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.Function;
 
 /**
  * Where a domain's addresses come from ({@code source} in the host settings): our element in its XML
@@ -21,20 +22,32 @@ import java.util.concurrent.ConcurrentHashMap;
 public final class AddressSource {
   private final Config config;
   private final EtcdClient etcd;
+  private final Function<String, String> values;
   private final Map<String, Optional<String>> read = new ConcurrentHashMap<>();
 
-  private AddressSource(Config config, EtcdClient etcd) {
+  private AddressSource(Config config, EtcdClient etcd, Function<String, String> values) {
     this.config = config;
     this.etcd = etcd;
+    this.values = values;
   }
 
   /** The source the settings name; the etcd client connects on first use. */
   public static AddressSource of(Config config) {
-    return new AddressSource(config, config.etcd().etcd() ? new EtcdClient(config.etcd()) : null);
+    EtcdClient c = config.etcd().etcd() ? new EtcdClient(config.etcd()) : null;
+    return new AddressSource(config, c, c == null ? null : c::get);
+  }
+
+  /**
+   * {@code source = etcd} with the values from {@code values} (key to value, null: no such key; it
+   * may throw {@link UncloudException} like the client): the agent's copy of the prefix, which its
+   * watch keeps current.
+   */
+  public static AddressSource of(Config config, Function<String, String> values) {
+    return new AddressSource(config, null, values);
   }
 
   public boolean etcd() {
-    return etcd != null;
+    return values != null;
   }
 
   /** The client of {@code source = etcd}; null with {@code source = metadata}. */
@@ -65,7 +78,7 @@ public final class AddressSource {
    * the domain itself as it is with {@code source = metadata}.
    */
   public Domain resolve(Domain d) {
-    if (etcd == null) {
+    if (values == null) {
       return d;
     }
     if (!config.etcd().vmidByName() && (d.uuid == null || !d.uuid.strip().replace("-", "").matches("[0-9a-fA-F]{32}"))) {
@@ -75,7 +88,7 @@ public final class AddressSource {
     if (key.equals(config.etcd().prefix())) {
       throw UncloudException.invalid((d.name == null ? "(unnamed)" : d.name) + ": no domain name for its etcd key");
     }
-    String value = read.computeIfAbsent(key, k -> Optional.ofNullable(etcd.get(k))).orElse(null);
+    String value = read.computeIfAbsent(key, k -> Optional.ofNullable(values.apply(k))).orElse(null);
     return with(d, value == null ? null : EtcdValue.parse(value, d, key));
   }
 

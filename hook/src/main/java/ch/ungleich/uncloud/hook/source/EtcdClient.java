@@ -64,15 +64,37 @@ public final class EtcdClient {
 
   /** The value of {@code key}, null when there is no such key. */
   public String get(String key) {
-    Map<String, String> kvs = range(key, null, 1);
-    return kvs.get(key);
+    return range(key, null, 1).kvs().get(key);
   }
 
   /** Every key starting with {@code prefix} with its value, in key order. */
   public Map<String, String> list(String prefix) {
+    return range(prefix, rangeEnd(prefix), 0).kvs();
+  }
+
+  /**
+   * Every key under {@code prefix} and the revision of the store they were read at (the agent's full
+   * read; its watch resumes from the next revision). Unlike the hook's reads, a failure here is not
+   * remembered: the agent retries.
+   */
+  public Range snapshot(String prefix) {
+    down = null;
+    return range(prefix, rangeEnd(prefix), 0);
+  }
+
+  /**
+   * The keys under a prefix at one revision of the store.
+   *
+   * @param revision the store's revision the answer reflects (the header's)
+   * @param kvs key to value, in key order
+   */
+  public record Range(long revision, Map<String, String> kvs) {}
+
+  /** The end of the key range of every key starting with {@code prefix} (etcd's {@code range_end}). */
+  public static String rangeEnd(String prefix) {
     byte[] end = prefix.getBytes(StandardCharsets.UTF_8).clone();
     end[end.length - 1]++;
-    return range(prefix, new String(end, StandardCharsets.UTF_8), 0);
+    return new String(end, StandardCharsets.UTF_8);
   }
 
   /** Writes {@code value} to {@code key}; returns the new revision. */
@@ -105,11 +127,12 @@ public final class EtcdClient {
     return settings;
   }
 
-  private Map<String, String> range(String key, String rangeEnd, int limit) {
+  private Range range(String key, String rangeEnd, int limit) {
     String body = "{\"key\":\"" + b64(key) + "\"" + (rangeEnd == null ? "" : ",\"range_end\":\"" + b64(rangeEnd) + "\"")
         + (limit > 0 ? ",\"limit\":" + limit : "") + "}";
     String answer = post("/v3/kv/range", body, "key " + key);
     Map<String, String> out = new LinkedHashMap<>();
+    long revision = 0;
     try (JsonParser p = JSON.createParser(answer)) {
       if (p.nextToken() != JsonToken.START_OBJECT) {
         throw new IOException("not a JSON object");
@@ -136,6 +159,8 @@ public final class EtcdClient {
               out.put(k, v);
             }
           }
+        } else if (f.equals("header") && t == JsonToken.START_OBJECT) {
+          revision = revision(p);
         } else {
           p.skipChildren();
         }
@@ -143,7 +168,68 @@ public final class EtcdClient {
     } catch (IOException | IllegalArgumentException e) {
       throw new UncloudException(ExitCodes.SOURCE_UNAVAILABLE, "etcd key " + key + ": unreadable answer: " + e.getMessage());
     }
-    return out;
+    return new Range(revision, out);
+  }
+
+  /** The {@code revision} of a response header (the parser is on its START_OBJECT), 0 when absent. */
+  static long revision(JsonParser p) throws IOException {
+    long revision = 0;
+    while (p.nextToken() == JsonToken.FIELD_NAME) {
+      String name = p.currentName();
+      p.nextToken();
+      if (name.equals("revision")) {
+        revision = Long.parseLong(p.getText());
+      } else {
+        p.skipChildren();
+      }
+    }
+    return revision;
+  }
+
+  /**
+   * Opens etcd's watch stream ({@code POST /v3/watch}) on one endpoint: its answer, one JSON object
+   * per line, for as long as the connection lasts; the caller closes it (and may {@link
+   * HttpURLConnection#disconnect()} it from another thread to stop a read).
+   *
+   * @param fromRevision the first revision to report (the one after the agent's full read)
+   * @param idleMillis how long a read may wait for the next line before it times out
+   */
+  public HttpURLConnection watch(String endpoint, String prefix, long fromRevision, int idleMillis)
+      throws IOException, GeneralSecurityException {
+    String body = "{\"create_request\":{\"key\":\"" + b64(prefix) + "\",\"range_end\":\"" + b64(rangeEnd(prefix))
+        + "\",\"start_revision\":" + fromRevision + "}}";
+    HttpURLConnection c = open(endpoint, "/v3/watch", body, idleMillis);
+    check(c);
+    return c;
+  }
+
+  /**
+   * Whether {@code endpoint} answers a linearizable read of the prefix (a member cut off from its
+   * quorum does not): asked before the watch is opened there, since a watch on such a member is
+   * accepted and then stays silent. Returns the store's revision.
+   */
+  public long quorum(String endpoint, String prefix) throws IOException, GeneralSecurityException {
+    String body = "{\"key\":\"" + b64(prefix) + "\",\"range_end\":\"" + b64(rangeEnd(prefix)) + "\",\"count_only\":true}";
+    String answer = exchange(endpoint, "/v3/kv/range", body);
+    try (JsonParser p = JSON.createParser(answer)) {
+      if (p.nextToken() == JsonToken.START_OBJECT) {
+        while (p.nextToken() == JsonToken.FIELD_NAME) {
+          String f = p.currentName();
+          if (p.nextToken() == JsonToken.START_OBJECT && f.equals("header")) {
+            return revision(p);
+          }
+          p.skipChildren();
+        }
+      }
+    } catch (IllegalArgumentException e) {
+      // below
+    }
+    throw new IOException("unexpected answer to a range request");
+  }
+
+  /** Why an exception ended a request: one printable line ("timed out", "Connection refused", ...). */
+  public static String why(Exception e) {
+    return describe(e);
   }
 
   private String post(String path, String body, String what) {
@@ -165,12 +251,22 @@ public final class EtcdClient {
 
   /** One request to one endpoint; the answer's body when the status is 200. */
   private String exchange(String endpoint, String path, String body) throws IOException, GeneralSecurityException {
+    HttpURLConnection c = open(endpoint, path, body, settings.timeoutMillis());
+    check(c);
+    try (InputStream in = c.getInputStream()) {
+      return new String(in.readAllBytes(), StandardCharsets.UTF_8);
+    }
+  }
+
+  /** Sends one request; the connection, its answer not read yet. */
+  private HttpURLConnection open(String endpoint, String path, String body, int readTimeoutMillis)
+      throws IOException, GeneralSecurityException {
     HttpURLConnection c = (HttpURLConnection) new URL(endpoint + path).openConnection(Proxy.NO_PROXY);
     if (c instanceof HttpsURLConnection s && !(settings.ca() + settings.cert()).isEmpty()) {
       s.setSSLSocketFactory(tls());
     }
     c.setConnectTimeout(settings.timeoutMillis());
-    c.setReadTimeout(settings.timeoutMillis());
+    c.setReadTimeout(readTimeoutMillis);
     c.setRequestMethod("POST");
     c.setDoOutput(true);
     c.setRequestProperty("Content-Type", "application/json");
@@ -179,15 +275,17 @@ public final class EtcdClient {
     try (OutputStream o = c.getOutputStream()) {
       o.write(b);
     }
+    return c;
+  }
+
+  /** Throws unless the answer's status is 200 (the exception names the status and etcd's message). */
+  private static void check(HttpURLConnection c) throws IOException {
     int status = c.getResponseCode();
     if (status != 200) {
       InputStream e = c.getErrorStream();
       String text = e == null ? "" : new String(e.readNBytes(4096), StandardCharsets.UTF_8);
       String message = text.isEmpty() ? "" : field(text, "message");
       throw new IOException("HTTP " + status + (message.isEmpty() ? "" : ": " + message));
-    }
-    try (InputStream in = c.getInputStream()) {
-      return new String(in.readAllBytes(), StandardCharsets.UTF_8);
     }
   }
 

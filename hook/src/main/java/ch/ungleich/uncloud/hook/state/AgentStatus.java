@@ -32,6 +32,8 @@ import java.util.Optional;
  * @param updatedMs when this file was written (a heartbeat: the agent rewrites it at least every
  *     backstop period)
  * @param domains per running domain UUID, what the agent applied for it
+ * @param etcd with {@code source = etcd}, the state of the agent's watch ("watching PREFIX on ENDPOINT
+ *     from revision N", "retrying since ...: why"); null with {@code source = metadata}
  */
 @JsonInclude(JsonInclude.Include.ALWAYS)
 public record AgentStatus(
@@ -43,9 +45,16 @@ public record AgentStatus(
     @JsonProperty("last_resync_ms") long lastResyncMs,
     @JsonProperty("last_error") String lastError,
     @JsonProperty("updated_ms") long updatedMs,
-    @JsonProperty("domains") Map<String, Applied> domains) {
+    @JsonProperty("domains") Map<String, Applied> domains,
+    @JsonProperty("etcd") String etcd) {
 
   public static final String FILE = "agent.json";
+
+  /** Without an etcd watch ({@code source = metadata}). */
+  public AgentStatus(long pid, String uri, boolean connected, long startedMs, long connectedMs, long lastResyncMs,
+      String lastError, long updatedMs, Map<String, Applied> domains) {
+    this(pid, uri, connected, startedMs, connectedMs, lastResyncMs, lastError, updatedMs, domains, null);
+  }
 
   private static final ObjectMapper JSON =
       new ObjectMapper().configure(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES, false);

@@ -27,12 +27,18 @@ public final class EtcdCluster implements AutoCloseable {
   private final Path dir;
   private final List<String> clientUrls = new ArrayList<>();
   private final List<Process> members = new ArrayList<>();
+  private final List<List<String>> commands = new ArrayList<>();
   private final boolean tls;
+  private final String host;
+  /** Gateway i ({@code etcd gateway}, an L4 proxy) forwards to member i only; null when not running. */
+  private final List<String> gatewayUrls = new ArrayList<>();
+  private final List<Process> gateways = new ArrayList<>();
 
-  private EtcdCluster(String netns, Path dir, boolean tls) {
+  private EtcdCluster(String netns, Path dir, boolean tls, String host) {
     this.netns = netns;
     this.dir = dir;
     this.tls = tls;
+    this.host = host;
   }
 
   /** Starts {@code n} members in {@code netns} and waits until the cluster has a leader. */
@@ -46,10 +52,18 @@ public final class EtcdCluster implements AutoCloseable {
    * made with openssl for this run).
    */
   public static EtcdCluster start(String netns, Path parent, int n, boolean tls) {
+    return start(netns, parent, n, tls, "127.0.0.1");
+  }
+
+  /**
+   * Members whose client URLs are on {@code host} (an address of {@code netns}: other namespaces of
+   * the lab reach them there); peers stay on loopback.
+   */
+  public static EtcdCluster start(String netns, Path parent, int n, boolean tls, String host) {
     if (!Files.isExecutable(Path.of(ETCD))) {
       throw new IllegalStateException(ETCD + " missing: apt-get install etcd-server etcd-client");
     }
-    EtcdCluster c = new EtcdCluster(netns, parent.resolve("etcd"), tls);
+    EtcdCluster c = new EtcdCluster(netns, parent.resolve("etcd"), tls, host);
     try {
       Files.createDirectories(c.dir);
       if (tls) {
@@ -58,7 +72,7 @@ public final class EtcdCluster implements AutoCloseable {
       List<String> peerUrls = new ArrayList<>();
       StringBuilder initial = new StringBuilder();
       for (int i = 0; i < n; i++) {
-        c.clientUrls.add((tls ? "https" : "http") + "://127.0.0.1:" + freePort());
+        c.clientUrls.add((tls ? "https" : "http") + "://" + host + ":" + freePort());
         peerUrls.add("http://127.0.0.1:" + freePort());
         initial.append(i == 0 ? "" : ",").append("m").append(i).append('=').append(peerUrls.get(i));
       }
@@ -77,15 +91,113 @@ public final class EtcdCluster implements AutoCloseable {
           cmd.addAll(List.of("--cert-file", c.dir.resolve("server.pem").toString(), "--key-file",
               c.dir.resolve("server.key").toString(), "--client-cert-auth", "--trusted-ca-file", c.ca().toString()));
         }
-        ProcessBuilder pb = new ProcessBuilder(cmd);
-        pb.redirectErrorStream(true).redirectOutput(c.dir.resolve("m" + i + ".log").toFile());
-        c.members.add(pb.start());
+        c.commands.add(List.copyOf(cmd));
+        c.members.add(c.launch(cmd, "m" + i));
       }
       c.waitHealthy(Duration.ofSeconds(30));
       return c;
     } catch (IOException | RuntimeException e) {
       c.close();
       throw e instanceof IOException io ? new UncheckedIOException(io) : (RuntimeException) e;
+    }
+  }
+
+  private Process launch(List<String> cmd, String log) throws IOException {
+    ProcessBuilder pb = new ProcessBuilder(cmd);
+    pb.redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.appendTo(dir.resolve(log + ".log").toFile()));
+    return pb.start();
+  }
+
+  /** Starts member {@code i} again (stopped by {@link #stop}), on its data: it rejoins the cluster. */
+  public void restart(int i) {
+    if (members.get(i).isAlive()) {
+      return;
+    }
+    try {
+      members.set(i, launch(commands.get(i), "m" + i));
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  /** Starts every member that is stopped and waits until the cluster is healthy. */
+  public void restartAll() {
+    for (int i = 0; i < members.size(); i++) {
+      restart(i);
+    }
+    waitHealthy(Duration.ofSeconds(30));
+  }
+
+  /**
+   * One {@code etcd gateway} per member, on {@code host}, forwarding to that member only: clients of
+   * the gateways can be cut off (stop them) while the cluster itself stays up. Ports stay the same
+   * across stops and starts.
+   */
+  public void startGateways() {
+    try {
+      for (int i = 0; i < clientUrls.size(); i++) {
+        if (gatewayUrls.size() <= i) {
+          gatewayUrls.add("http://" + host + ":" + freePort());
+          gateways.add(null);
+        }
+        if (gateways.get(i) != null && gateways.get(i).isAlive()) {
+          continue;
+        }
+        String member = clientUrls.get(i).replaceFirst("^https?://", "");
+        String listen = gatewayUrls.get(i).replaceFirst("^https?://", "");
+        gateways.set(i, launch(List.of("ip", "netns", "exec", netns, ETCD, "gateway", "start", "--endpoints=" + member,
+            "--listen-addr=" + listen, "--retry-delay=200ms"), "gw" + i));
+      }
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+    long end = System.nanoTime() + Duration.ofSeconds(10).toNanos();
+    for (String g : gatewayUrls) {
+      String[] hp = g.replaceFirst("^https?://", "").split(":");
+      while (Proc.run(Duration.ofSeconds(5), null, List.of("ip", "netns", "exec", netns, "bash", "-c",
+          "exec 3<>/dev/tcp/" + hp[0] + "/" + hp[1])).exit() != 0) {
+        if (System.nanoTime() > end) {
+          throw new IllegalStateException("etcd gateway " + g + " does not listen:\n" + logs());
+        }
+        sleepMs(50);
+      }
+    }
+  }
+
+  /** Stops every gateway (SIGKILL): their clients' connections break, the members keep running. */
+  public void stopGateways() {
+    for (Process p : gateways) {
+      if (p != null) {
+        p.destroyForcibly();
+        try {
+          p.waitFor(10, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+        }
+      }
+    }
+  }
+
+  /** The gateways' URLs, as {@code etcd_endpoints} wants them. */
+  public String gatewaysSetting() {
+    return String.join(",", gatewayUrls);
+  }
+
+  /** The store's current revision (etcdctl against the members). */
+  public long revision() {
+    String out = etcdctl(null, "get", "--write-out=json", "uet-no-such-key").ok().out();
+    java.util.regex.Matcher m = java.util.regex.Pattern.compile("\"revision\":(\\d+)").matcher(out);
+    if (!m.find()) {
+      throw new IllegalStateException("no revision in " + out);
+    }
+    return Long.parseLong(m.group(1));
+  }
+
+  private static void sleepMs(long ms) {
+    try {
+      Thread.sleep(ms);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
     }
   }
 
@@ -125,10 +237,19 @@ public final class EtcdCluster implements AutoCloseable {
     etcdctl(null, "del", key).ok();
   }
 
-  /** etcdctl in the cluster's netns against every endpoint; {@code stdin} as the value when not null. */
+  /**
+   * etcdctl in the cluster's netns against every running member (etcdctl 3.4 does not move on from a
+   * stopped first endpoint within its timeout); {@code stdin} as the value when not null.
+   */
   public Proc.Result etcdctl(String stdin, String... args) {
+    List<String> live = new ArrayList<>();
+    for (int i = 0; i < members.size(); i++) {
+      if (members.get(i).isAlive()) {
+        live.add(clientUrls.get(i));
+      }
+    }
     List<String> cmd = new ArrayList<>(List.of("ip", "netns", "exec", netns, "env", "ETCDCTL_API=3", ETCDCTL,
-        "--endpoints=" + endpointsSetting(), "--command-timeout=5s"));
+        "--endpoints=" + String.join(",", live.isEmpty() ? clientUrls : live), "--command-timeout=5s"));
     if (tls) {
       cmd.addAll(List.of("--cacert=" + ca(), "--cert=" + clientCert(), "--key=" + clientKey()));
     }
@@ -192,11 +313,12 @@ public final class EtcdCluster implements AutoCloseable {
   /** Every member's log (for failure messages). */
   public String logs() {
     StringBuilder b = new StringBuilder();
-    for (int i = 0; i < members.size(); i++) {
+    for (int i = 0; i < members.size() + gateways.size(); i++) {
+      String name = i < members.size() ? "m" + i : "gw" + (i - members.size());
       try {
-        b.append("--- etcd m").append(i).append('\n').append(Files.readString(dir.resolve("m" + i + ".log")));
+        b.append("--- etcd ").append(name).append('\n').append(Files.readString(dir.resolve(name + ".log")));
       } catch (IOException e) {
-        b.append("(no log for m").append(i).append(")\n");
+        b.append("(no log for ").append(name).append(")\n");
       }
     }
     return b.toString();
@@ -204,6 +326,7 @@ public final class EtcdCluster implements AutoCloseable {
 
   @Override
   public void close() {
+    stopGateways();
     for (int i = 0; i < members.size(); i++) {
       stop(i);
     }
