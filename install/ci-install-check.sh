@@ -144,10 +144,13 @@ XML
 # agent_enabled LABEL: the agent unit is enabled, and where systemd runs, active (when this build
 # has the agent command; setup enables it only then)
 agent_enabled() {
+  check "$1: the agent unit bounds its heap" grep -Eq '^Environment=UNCLOUD_HOOK_AGENT_HEAP=[0-9]+[mg]$' /lib/systemd/system/uncloud-hook-agent.service
+  check "$1: the launcher gives 'agent' that heap" grep -q 'heap="-Xmx${UNCLOUD_HOOK_AGENT_HEAP' /usr/sbin/uncloud-hook
   if /usr/sbin/uncloud-hook --help 2>/dev/null | grep -Eq '^ +agent( |,|$)'; then
     check "$1 enabled the agent unit" systemctl -q is-enabled uncloud-hook-agent.service
     if [ -d /run/systemd/system ]; then
       check "$1 started the agent" systemctl -q is-active uncloud-hook-agent.service
+      check "$1: the running agent's JVM has -Xmx" eval 'tr "\\0" " " < /proc/$(systemctl show -p MainPID --value uncloud-hook-agent.service)/cmdline | grep -q -- "-Xmx"'
     fi
   else
     echo "  NOTE: no 'uncloud-hook agent' command in this build: the agent unit is installed, not enabled"

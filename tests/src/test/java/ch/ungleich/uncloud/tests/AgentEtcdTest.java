@@ -171,6 +171,7 @@ class AgentEtcdTest {
   @Order(3)
   void oneMemberStoppedAChangeStillApplies() {
     etcd.stop(0);
+    etcd.awaitHealthy();
     removeV6("member 0 stopped");
     addV6("member 0 stopped");
   }
@@ -250,7 +251,7 @@ class AgentEtcdTest {
     assertTrue(agentLine.startsWith("PASS") && agentLine.contains("etcd: watching " + PREFIX), d.out() + d.err());
     assertTrue(drift.startsWith("PASS") && drift.contains("what etcd"), d.out());
     String st = cli("status").out();
-    assertTrue(st.contains("  etcd: watching " + PREFIX), st);
+    assertTrue(st.contains("  etcd: watching " + PREFIX) && st.contains(guest.name() + ": applied"), st);
   }
 
   @Test

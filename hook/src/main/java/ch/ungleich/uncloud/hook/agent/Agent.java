@@ -17,6 +17,7 @@ import ch.ungleich.uncloud.hook.nft.NftScript;
 import ch.ungleich.uncloud.hook.nft.NftState;
 import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
 import ch.ungleich.uncloud.hook.nft.ReconcilePlan;
+import ch.ungleich.uncloud.hook.nwfilter.NwfilterGuard;
 import ch.ungleich.uncloud.hook.source.AddressSource;
 import ch.ungleich.uncloud.hook.state.AgentStatus;
 import ch.ungleich.uncloud.hook.state.StateStore;
@@ -58,6 +59,8 @@ public final class Agent {
   private final Rules rules;
   private final Runner runner;
   private final FightGuard fight = new FightGuard(5, 10_000, 60_000);
+  /** backend = nwfilter: the live filterrefs and the guard table (null with nft). */
+  private final NwfilterKeeper nwfilter;
 
   /** Running domains as last read (the restore after a lost ruleset plans from these). */
   private final Map<String, DomainView> known = new ConcurrentHashMap<>();
@@ -92,6 +95,8 @@ public final class Agent {
     this.nft = new ProcessNftRunner(config.nft());
     this.store = new StateStore(config.stateDir(), config.lockTimeoutSeconds());
     this.rules = new Rules(store, nft, config.vmTaps(), host::links);
+    this.nwfilter = config.backend().equals("nwfilter")
+        ? new NwfilterKeeper(config, nft, host::links, w -> log.warn("agent: " + w)) : null;
     this.runner = new Runner(this::sync, MIN_INTERVAL_MS, SETTLE_MS, config.agentResyncSeconds() * 1000L, 200, 5_000);
     this.etcdWatch = config.etcd().etcd()
         ? new EtcdWatch(config, this::etcdChanged, this::say, log::warn, this::writeStatus) : null;
@@ -99,12 +104,6 @@ public final class Agent {
 
   /** Runs until the process is told to stop (SIGTERM/SIGINT); reconnects to libvirt forever. */
   public void run() {
-    if (!nftBackend()) {
-      // measured: libvirt replaces a live NIC's filter non-atomically, and a hot-plugged NIC kept
-      // forwarding spoofed frames after its filterref was written (docs/agent.md, Not done)
-      throw UncloudException.invalid("backend = " + config.backend() + ": the agent keeps the nft backend's rules;"
-          + " with nwfilter run 'uncloud-hook sync' after a change (docs/agent.md)");
-    }
     LibvirtEvents.startLoop();
     Runtime.getRuntime().addShutdownHook(new Thread(this::shutdown, "agent-stop"));
     startMonitor();
@@ -208,7 +207,8 @@ public final class Agent {
 
   private void startMonitor() {
     try {
-      monitor = NftMonitor.start(config.nft(), this::lost, this::monitorEnded);
+      monitor = NftMonitor.start(config.nft(), nftBackend() ? NftScript.TABLE : NwfilterGuard.TABLE, this::lost,
+          this::monitorEnded);
     } catch (IOException e) {
       throw new UncloudException(ExitCodes.APPLY_FAILED, "cannot run " + config.nft() + " monitor: " + e.getMessage());
     }
@@ -261,8 +261,12 @@ public final class Agent {
       if (all) {
         full(reread);
       }
-      for (String uuid : domains) {
-        one(uuid);
+      if (nwfilter == null && domains.size() > 1) {
+        several(domains);
+      } else {
+        for (String uuid : domains) {
+          one(uuid);
+        }
       }
     } catch (UncloudException e) {
       failed(e.getMessage());
@@ -293,6 +297,10 @@ public final class Agent {
     long seen = lossSeenMs;
     lossSeenMs = 0;
     fullReason = "periodic resync";
+    if (nwfilter != null) {
+      nwFull(t0, reason, seen, reread);
+      return;
+    }
     if (reason.equals(PART_DELETED) && !reread && everRead && intact()) {
       // every transaction (the agent's, each hook call's) flushes and refills our dispatch chain and
       // replaces map elements: the monitor reports those removals; nothing is missing, nothing to do
@@ -376,6 +384,10 @@ public final class Agent {
     DomainView v = DomainView.of(x, config, source());
     known.put(uuid, v);
     String digest = digest(v);
+    if (nwfilter != null) {
+      nwOne(x, v, reason, t0);
+      return;
+    }
     if (v.policy() == null) {
       AgentStatus.Applied old = applied.get(uuid);
       if (old == null || !digest.equals(old.digest()) || old.error() == null) {
@@ -391,6 +403,114 @@ public final class Agent {
     say(v.name() + ": " + reason + ": applied (" + nics + " filtered NIC" + (nics == 1 ? "" : "s")
         + ", one nft transaction) in " + ms(t0));
     writeStatus();
+  }
+
+  // ------------------------------------------------------------------ backend = nwfilter
+
+  /** nwfilter, the whole host: every running domain's live filterrefs and the guard (NwfilterKeeper). */
+  private void nwFull(long t0, String reason, long seen, boolean reread) {
+    boolean intact = everRead && nwfilter.intact(); // false: the next write replaces whatever is there
+    if (!reread && intact) {
+      return; // the monitor saw our own transaction's flushes; nothing is missing
+    }
+    // a lost table or libvirt's rules: read libvirt again (a NIC whose rules libvirt lost is held)
+    List<LibvirtSession.DomainXml> xmls = withSession(s -> s.domains(true, false));
+    AddressSource src = source();
+    List<DomainView> views = xmls.stream().map(x -> DomainView.of(x, config, src)).toList();
+    known.clear();
+    views.forEach(v -> known.put(v.uuid(), v));
+    applied.keySet().retainAll(known.keySet());
+    everRead = true;
+    NwfilterKeeper.Result r = nwfilter.apply(xmls, views, true, this::updateLive);
+    long now = System.currentTimeMillis();
+    for (DomainView v : views) {
+      record(v, now);
+    }
+    lastResyncMs = now;
+    if (!fight.fighting(now)) {
+      lastError = null;
+    }
+    r.notes().forEach(n -> log.warn("agent: " + n));
+    if (!r.wrote() && r.updated() == 0 && !reason.equals("connected")) {
+      writeStatus();
+      return;
+    }
+    String since = seen > 0 ? ", " + (now - seen) + " ms after the loss was seen" : "";
+    say(reason + ": " + r.updated() + " live filterrefs updated, guard table bridge " + NwfilterGuard.TABLE + " in place, "
+        + r.held() + " taps held (" + views.size() + " running domains) in " + ms(t0) + since);
+    writeStatus();
+  }
+
+  /** nwfilter, one running domain: its live filterrefs, its taps held around each update. */
+  private void nwOne(LibvirtSession.DomainXml x, DomainView v, String reason, long t0) {
+    NwfilterKeeper.Result r = nwfilter.apply(List.of(x), List.of(v), false, this::updateLive);
+    r.notes().forEach(n -> log.warn("agent: " + n));
+    record(v, System.currentTimeMillis());
+    if (v.policy() != null) {
+      say(v.name() + ": " + reason + ": applied (" + r.updated() + " live filterref" + (r.updated() == 1 ? "" : "s")
+          + " updated, each NIC held while libvirt rebuilt its rules) in " + ms(t0));
+    }
+    writeStatus();
+  }
+
+  private void updateLive(String uuid, String interfaceXml) {
+    withSession(s -> {
+      s.updateDevice(uuid, interfaceXml, LibvirtSession.AFFECT_LIVE);
+      return null;
+    });
+  }
+
+  /**
+   * nft, many domains marked at once (a burst of metadata changes, several NICs hot-plugged): each
+   * re-read, the valid ones applied in ONE transaction ({@link Rules#startAllLive}; if nft refuses it,
+   * each alone), one line per domain as in {@link #one}.
+   */
+  private void several(Set<String> domains) {
+    long t0 = System.nanoTime();
+    List<DomainView> valid = new java.util.ArrayList<>();
+    Map<String, String> why = new java.util.HashMap<>();
+    for (String uuid : domains) {
+      String reason = reasons.getOrDefault(uuid, "event");
+      reasons.remove(uuid);
+      LibvirtSession.DomainXml x = withSession(s -> s.findLive(uuid));
+      if (x == null || !x.active()) {
+        known.remove(uuid);
+        applied.remove(uuid);
+        continue;
+      }
+      DomainView v = DomainView.of(x, config, source());
+      known.put(uuid, v);
+      if (v.policy() == null) {
+        record(v, System.currentTimeMillis());
+        continue;
+      }
+      valid.add(v);
+      why.put(uuid, reason);
+    }
+    if (valid.isEmpty()) {
+      writeStatus();
+      return;
+    }
+    Rules.Batch b = rules.startAllLive(valid.stream().map(DomainView::policy).toList(), host::linkMac);
+    if (b.notLocked() != null) {
+      throw b.notLocked();
+    }
+    long now = System.currentTimeMillis();
+    String how = b.together() ? "one nft transaction for " + valid.size() + " domains"
+        : "one nft transaction each (together refused: " + b.combinedFailed().getMessage() + ")";
+    for (DomainView v : valid) {
+      if (b.applied().stream().noneMatch(p -> p.uuid().equals(v.uuid()))) {
+        continue;
+      }
+      applied.put(v.uuid(), new AgentStatus.Applied(v.name(), digest(v), now, null));
+      long nics = v.policy().nics().stream().filter(n -> n.hasChain()).count();
+      say(v.name() + ": " + why.get(v.uuid()) + ": applied (" + nics + " filtered NIC" + (nics == 1 ? "" : "s") + ", "
+          + how + ") in " + ms(t0));
+    }
+    writeStatus();
+    if (!b.failures().isEmpty()) {
+      throw b.failures().get(0).error();
+    }
   }
 
   // ------------------------------------------------------------------ source = etcd
@@ -429,9 +549,14 @@ public final class Agent {
     }
   }
 
-  /** What status compares: the digest of the normal form of the domain's live metadata. */
+  /**
+   * What status compares: the digest of the normal form of the domain's live metadata and of the NIC
+   * policies derived from it or, with {@code source = etcd}, from its key (so a key change the agent
+   * has not applied yet shows as pending).
+   */
   public static String digest(DomainView v) {
-    return AgentStatus.digest(DomainView.normal(v.liveMetadata()));
+    return AgentStatus.digest(DomainView.normal(v.liveMetadata())
+        + (v.policy() == null ? "" : "\n" + v.policy().nics()));
   }
 
   private interface Read<T> {

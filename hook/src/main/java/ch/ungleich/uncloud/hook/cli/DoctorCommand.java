@@ -205,9 +205,7 @@ final class DoctorCommand implements Callable<Integer> {
     if (cfg.etcd().etcd()) {
       checks.addAll(etcdChecks(cfg, inv));
     }
-    if (cfg.backend().equals("nft")) {
-      checks.add(agentCheck(cfg));
-    }
+    checks.add(agentCheck(cfg));
     checks.addAll(Checks.bridgeNfCall(host.sysctl("net.bridge.bridge-nf-call-iptables"), host.sysctl("net.bridge.bridge-nf-call-ip6tables")));
 
     int code = Checks.exitCode(checks);

@@ -668,7 +668,8 @@ public final class Checks {
   /**
    * The {@code agent} check: {@code uncloud-hook agent} runs (the pid in {@code state_dir/agent.json}
    * is alive), is connected to this libvirt, and resynced recently. Without it hot-plugged NICs stay
-   * dropped and live metadata changes wait for the next start: WARN, not FAIL (the hook protects alone).
+   * dropped (nft) or unfiltered (nwfilter) and live metadata changes wait for the next start or sync:
+   * WARN, not FAIL (the hook protects alone).
    *
    * @param s agent.json, null when there is none
    * @param alive whether its pid is a live process

@@ -141,6 +141,19 @@ public final class Rules {
    * only the failing ones are reported.
    */
   public Batch startAll(List<DomainPolicy> policies) {
+    return startAll(policies, null);
+  }
+
+  /**
+   * {@link #startAll} for policies read from libvirt before the lock was taken (the agent, a burst of
+   * events): under the lock each loses the NICs whose tap is gone or carries another NIC's MAC now,
+   * as in {@link #startLive}.
+   */
+  public Batch startAllLive(List<DomainPolicy> policies, Function<String, String> tapMac) {
+    return startAll(policies, tapMac);
+  }
+
+  private Batch startAll(List<DomainPolicy> read, Function<String, String> tapMac) {
     StateStore.Lock lock;
     try {
       lock = store.lock();
@@ -148,6 +161,7 @@ public final class Rules {
       return new Batch(List.of(), List.of(), null, List.of(), e);
     }
     try (lock) {
+      List<DomainPolicy> policies = tapMac == null ? read : read.stream().map(p -> live(p, tapMac)).toList();
       UncloudException[] refused = new UncloudException[1];
       Batch b = together(policies, refused);
       if (b != null) {

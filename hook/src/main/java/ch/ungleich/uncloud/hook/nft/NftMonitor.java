@@ -41,13 +41,18 @@ public final class NftMonitor implements AutoCloseable {
    * when the child ended (killed, nft missing): events may have been missed then.
    */
   public static NftMonitor start(String nft, Consumer<Loss> onLoss, Consumer<String> onEnd) throws IOException {
+    return start(nft, NftScript.TABLE, onLoss, onEnd);
+  }
+
+  /** {@link #start(String, Consumer, Consumer)} for another table of the bridge family ({@code uncloud_nwfilter}). */
+  public static NftMonitor start(String nft, String table, Consumer<Loss> onLoss, Consumer<String> onEnd) throws IOException {
     Process p = new ProcessBuilder(nft, "-j", "monitor", "ruleset").redirectErrorStream(true).start();
     p.getOutputStream().close();
     Thread t = new Thread(() -> {
       String last = "";
       try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
         for (String line; (line = r.readLine()) != null; ) {
-          Loss l = classify(line);
+          Loss l = classify(line, table);
           if (l != null) {
             onLoss.accept(l);
           } else if (!line.startsWith("{")) {
@@ -66,7 +71,12 @@ public final class NftMonitor implements AutoCloseable {
 
   /** What one line of {@code nft -j monitor} output removed from our table, or null. */
   public static Loss classify(String line) {
-    if (!line.startsWith("{") || !line.contains(NftScript.TABLE)) {
+    return classify(line, NftScript.TABLE);
+  }
+
+  /** What one line removed from {@code table bridge TABLE}, or null. */
+  public static Loss classify(String line, String table) {
+    if (!line.startsWith("{") || !line.contains(table)) {
       return null;
     }
     JsonNode n;
@@ -87,10 +97,10 @@ public final class NftMonitor implements AutoCloseable {
           continue;
         }
         if (o.getKey().equals("table")) {
-          if (NftScript.TABLE.equals(v.path("name").asText())) {
+          if (table.equals(v.path("name").asText())) {
             return op.getKey().equals("delete") ? Loss.TABLE : Loss.PART;
           }
-        } else if (NftScript.TABLE.equals(v.path("table").asText())) {
+        } else if (table.equals(v.path("table").asText())) {
           return Loss.PART;
         }
       }

@@ -228,9 +228,24 @@ public final class EtcdCluster implements AutoCloseable {
     }
   }
 
-  /** Writes a key through etcdctl (v3) against the members still running. */
+  /**
+   * Writes a key through etcdctl (v3) against the members still running. A put that arrives while the
+   * members elect a new leader (the old one just stopped) can time out: tried up to three times.
+   */
   public void put(String key, String value) {
-    etcdctl(value, "put", key).ok();
+    Proc.Result r = null;
+    for (int i = 0; i < 3; i++) {
+      r = etcdctl(value, "put", key);
+      if (r.exit() == 0) {
+        return;
+      }
+    }
+    r.ok();
+  }
+
+  /** Waits until every running member is healthy (has a leader): after a member was stopped. */
+  public void awaitHealthy() {
+    waitHealthy(Duration.ofSeconds(30));
   }
 
   public void delete(String key) {
