@@ -195,8 +195,9 @@ class Bench:
         if not m:
             raise BenchError(f"{f}: no 'exec JAVA FLAGS -jar JAR' line")
         self.cds()
+        # shell variables on that line ($heap: the agent's heap bound) are empty for reconcile
         return [f"-XX:SharedArchiveFile={self.launcher['jsa']}" if x.startswith("-XX:SharedArchiveFile=") else x
-                for x in m.group(2).split()]
+                for x in m.group(2).split() if not x.startswith("$")]
 
     def cds(self):
         """The installed launcher's flags with our own CDS archive, made as the installer's setup makes it: a
