@@ -16,16 +16,30 @@ import ch.ungleich.uncloud.hook.state.Owner;
 import ch.ungleich.uncloud.hook.state.StateStore;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import java.util.TreeSet;
 import java.util.TreeMap;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.Function;
+import java.util.function.Supplier;
 
 /**
  * The whole host at once: makes our table what the running domains demand (one transaction) and the
  * ownership records match ({@code reconcile}, doctor's drift check, the agent's resync after a
  * (re)connect, its periodic backstop and its repair after a lost ruleset). libvirt has been read
  * already ({@link Desired}); under the lock nft and the records are read, planned against, changed.
+ *
+ * <p>Nothing to change is the common case (every agent backstop period on every host), and finding it
+ * by listing the table and a scratch load of the desired one costs seconds at 1000 ports. So whenever
+ * the full path leaves the kernel exactly as planned, it records a {@link Fingerprint}: the nf_tables
+ * generation (raised by every committed transaction in the namespace) and a digest of all the other
+ * inputs of the pure planner. A later call whose generation and digest are the same would plan
+ * against identical inputs: it returns that same empty plan without listing anything. Any difference
+ * (a hook call, another tool's transaction, a tap's MAC, a record, the metadata, an upgrade) takes the
+ * full path, which finds drift exactly as before.
  */
 public final class Reconcile {
   private final Desired desired;
@@ -33,6 +47,8 @@ public final class Reconcile {
   private final StateStore store;
   private final Function<String, String> tapMac;
   private final VmTaps vmTaps;
+  private final Timings timings;
+  private String script;
 
   /**
    * @param tapMac an interface's host-side MAC now, null when there is none
@@ -40,11 +56,28 @@ public final class Reconcile {
    *     guard together with their elements (one transaction), so it never cuts a running VM off
    */
   public Reconcile(Desired desired, NftRunner nft, StateStore store, Function<String, String> tapMac, VmTaps vmTaps) {
+    this(desired, nft, store, tapMac, vmTaps, Timings.OFF);
+  }
+
+  /** {@link #Reconcile(Desired, NftRunner, StateStore, Function, VmTaps)} that records where its time goes. */
+  public Reconcile(
+      Desired desired, NftRunner nft, StateStore store, Function<String, String> tapMac, VmTaps vmTaps, Timings timings) {
     this.desired = desired;
     this.nft = nft;
     this.store = store;
-    this.tapMac = tapMac;
+    // one reading per tap and call: the planner and the fingerprint's digest see the same MACs
+    Map<String, Optional<String>> seen = new ConcurrentHashMap<>();
+    this.tapMac = tap -> tap == null ? null : seen.computeIfAbsent(tap, t -> Optional.ofNullable(tapMac.apply(t))).orElse(null);
     this.vmTaps = vmTaps;
+    this.timings = timings;
+  }
+
+  /** The whole desired ruleset, rendered once per reconcile (scratch load and fingerprint share it). */
+  private synchronized String desiredScript() {
+    if (script == null) {
+      script = timed("render desired", () -> NftBackend.desiredScript(desired.policies(), vmTaps.patterns()));
+    }
+    return script;
   }
 
   /**
@@ -54,56 +87,107 @@ public final class Reconcile {
    * ports the scratch load and its listing cost more than all the rest of reconcile.
    */
   public NftState canonical() {
-    if (!dispatchChainExists(nft)) {
+    if (!timed("dispatch chain check", () -> dispatchChainExists(nft))) {
       return NftState.ABSENT;
     }
-    return NftJson.parse(nft.canonical(NftBackend.desiredScript(desired.policies(), vmTaps.patterns())));
+    String s = desiredScript();
+    String json = timed("scratch load + list", () -> nft.canonical(s));
+    return timed("parse canonical", () -> NftJson.parse(json));
   }
 
   /**
    * Plans against the current state without the lock and without changing anything (doctor, --dry-run).
-   * The canonical form is made while nft lists our table: two nft processes, one per core.
+   * A matching fingerprint gives its empty plan at once; otherwise the canonical form is made while
+   * nft lists our table: two nft processes, one per core.
    */
   public ReconcilePlan plan() {
+    ReconcilePlan same = unchanged();
+    if (same != null) {
+      return same;
+    }
     CompletableFuture<NftState> canonical = CompletableFuture.supplyAsync(this::canonical);
-    return plan(observe(nft), canonical);
+    return plan(observeTimed(), canonical);
   }
 
-  /** {@link #plan()} with nft's form of the desired ruleset made already (doctor loads it for its kernel check). */
+  /**
+   * {@link #plan()} with nft's form of the desired ruleset made already (doctor loads it for its kernel
+   * check); the fingerprint is not used: doctor compares what is installed, every time.
+   */
   public ReconcilePlan plan(NftState canonical) {
-    return plan(observe(nft), CompletableFuture.completedFuture(canonical));
+    return plan(observeTimed(), CompletableFuture.completedFuture(canonical));
   }
 
   private ReconcilePlan plan(NftState observed, CompletableFuture<NftState> canonical) {
+    return plan(observed, canonical, timed("read records", store::records));
+  }
+
+  private ReconcilePlan plan(NftState observed, CompletableFuture<NftState> canonical, Map<String, Owner> records) {
     NftState c;
+    long t0 = System.nanoTime();
     try {
       c = canonical.join();
     } catch (CompletionException e) {
       throw e.getCause() instanceof RuntimeException r ? r : e;
     }
-    return NftBackend.reconcile(
-        desired.policies(), desired.running(), desired.untouchable(), observed, c, store.records(), tapMac, vmTaps.patterns());
+    timings.add("wait for canonical", System.nanoTime() - t0);
+    return timed("plan", () -> NftBackend.reconcile(
+        desired.policies(), desired.running(), desired.untouchable(), observed, c, records, tapMac, vmTaps.patterns()));
   }
 
   /**
-   * Plans and applies under the host lock: one nft transaction, then the records. The canonical form
-   * is made meanwhile (from before the lock until the plan needs it); whatever a hook call changes in
-   * between is in what is observed under the lock, and the planner handles both orders.
+   * Plans and applies under the host lock: one nft transaction, then the records. The fingerprint is
+   * checked first (under the lock, so no hook call is half done); without a match the canonical form is
+   * made while nft lists our table. Whatever a hook call changes in between is in what is observed
+   * under the lock, and the planner handles both orders.
    */
   public ReconcilePlan apply() {
-    CompletableFuture<NftState> canonical = CompletableFuture.supplyAsync(this::canonical);
-    try (StateStore.Lock l = store.lock()) {
-      ReconcilePlan p = plan(observe(nft), canonical);
-      Map<String, List<String>> want = inboundWanted(p.records());
-      boolean present = listOurs(nft, "list", "chain", "bridge", InboundScript.TABLE, "deliver") != null
-          && listOurs(nft, "list", "chain", "inet", InboundScript.TABLE, "ingress-decide") != null;
-      InboundScript.Change in = InboundScript.reconcile(want, store::inbound, store.inboundTaps(), present);
-      String script = InboundScript.append(p.script(), present ? InboundScript.ensure() : InboundScript.rebuild(), in);
-      if (!script.isEmpty()) {
-        nft.apply(script);
+    try (StateStore.Lock l = timed("lock", store::lock)) {
+      Optional<String> before = timed("generation", nft::generation);
+      Map<String, Owner> records = timed("read records", store::records);
+      ReconcilePlan same = unchanged(before, records);
+      if (same != null) {
+        // the fingerprint covers the anti-spoofing inputs; the inbound elements are compared on their own
+        InboundScript.Change in = inbound(records);
+        String script = InboundScript.append("", head(), in);
+        if (!script.isEmpty()) {
+          nft.apply(script);
+          store.fingerprint(null);
+        }
+        store.commitInbound(in.records());
+        return same;
       }
-      store.replaceAll(p.records());
-      store.commitInbound(in.records());
+      CompletableFuture<NftState> canonical = CompletableFuture.supplyAsync(this::canonical);
+      NftState observed = observeTimed();
+      Optional<String> listed = nft.generation();
+      ReconcilePlan p = plan(observed, canonical, records);
+      // the digest is made while nft applies (the boot case renders nothing else)
+      CompletableFuture<String> digest =
+          CompletableFuture.supplyAsync(() -> timed("digest", () -> inputs(p.records(), taps(p.records()))));
+      String after = before.orElse(null);
+      // the delivery filter and security groups (issue 17) go into the same transaction
+      InboundScript.Change in = timed("inbound", () -> inbound(p.records()));
+      String script = InboundScript.append(p.script(), in.isEmpty() ? List.of() : head(), in);
+      if (!script.isEmpty()) {
+        timed("nft apply", () -> {
+          nft.apply(script);
+          return null;
+        });
+        after = nft.generation().orElse(null);
+      }
+      timed("write records", () -> {
+        store.replaceAll(p.records());
+        store.commitInbound(in.records());
+        return null;
+      });
+      // trustworthy only when nothing but our own transaction (if any) committed since `before`: then the
+      // kernel holds exactly what the plan made, and planning again against it would give an empty plan
+      boolean exact = before.isPresent() && before.equals(listed)
+          && (script.isEmpty() ? before.get().equals(after) : Fingerprint.next(before.get(), after));
+      Fingerprint f = exact ? new Fingerprint(after, join(digest), taps(p.records()), p.notes()) : null;
+      timed("write fingerprint", () -> {
+        store.fingerprint(f == null ? null : f.encode());
+        return null;
+      });
       return p;
     }
   }
@@ -113,22 +197,91 @@ public final class Reconcile {
    * NIC's policy, or, for a tap kept as it was (its domain's metadata is invalid), what it has now.
    */
   private Map<String, List<String>> inboundWanted(Map<String, Owner> records) {
-    Map<String, List<String>> want = new TreeMap<>();
-    for (Map.Entry<String, Owner> e : records.entrySet()) {
-      List<String> els = null;
-      for (DomainPolicy dp : desired.policies()) {
-        if (!dp.uuid().equals(e.getValue().uuid())) {
-          continue;
-        }
-        for (NicPolicy n : dp.nics()) {
-          if (e.getKey().equals(n.tap()) && n.hasChain()) {
-            els = InboundScript.elements(n);
-          }
+    Map<String, NicPolicy> byTap = new java.util.HashMap<>();
+    for (DomainPolicy dp : desired.policies()) {
+      for (NicPolicy n : dp.nics()) {
+        if (n.hasChain()) {
+          byTap.put(dp.uuid() + " " + n.tap(), n);
         }
       }
-      want.put(e.getKey(), els != null ? els : store.inbound(e.getKey()));
+    }
+    Map<String, List<String>> want = new TreeMap<>();
+    for (Map.Entry<String, Owner> e : records.entrySet()) {
+      NicPolicy n = byTap.get(e.getValue().uuid() + " " + e.getKey());
+      want.put(e.getKey(), n != null ? InboundScript.elements(n) : store.inbound(e.getKey()));
     }
     return want;
+  }
+
+  /** What the inbound tables need to match the records' taps; checks that both tables exist. */
+  private InboundScript.Change inbound(Map<String, Owner> records) {
+    inboundPresent = listOurs(nft, "list", "chain", "bridge", InboundScript.TABLE, "deliver") != null
+        && listOurs(nft, "list", "chain", "inet", InboundScript.TABLE, "ingress-decide") != null;
+    return InboundScript.reconcile(inboundWanted(records), store::inbound, store.inboundTaps(), inboundPresent);
+  }
+
+  /** The lines before the inbound elements: the sets, or the whole tables rebuilt when they were missing. */
+  private List<String> head() {
+    return inboundPresent ? InboundScript.ensure() : InboundScript.rebuild();
+  }
+
+  private boolean inboundPresent;
+
+  /** {@link #unchanged(Optional, Map)} with the generation and records read now (no lock: a dry run). */
+  private ReconcilePlan unchanged() {
+    return unchanged(timed("generation", nft::generation), timed("read records", store::records));
+  }
+
+  /** The recorded empty plan when the fingerprint matches the kernel's generation and the inputs now; else null. */
+  private ReconcilePlan unchanged(Optional<String> generation, Map<String, Owner> records) {
+    if (generation.isEmpty()) {
+      return null;
+    }
+    Fingerprint f = timed("read fingerprint", () -> Fingerprint.decode(store.fingerprint()));
+    if (f == null || !f.generation().equals(generation.get())) {
+      return null;
+    }
+    if (!timed("digest", () -> inputs(records, f.taps())).equals(f.inputs())) {
+      return null;
+    }
+    timings.add("unchanged: fingerprint matches", 0);
+    return new ReconcilePlan("", List.of(), f.notes(), Map.copyOf(records));
+  }
+
+  private String inputs(Map<String, Owner> records, List<String> taps) {
+    return Fingerprint.inputs(nft.identity(), desiredScript(), desired, records, taps, tapMac);
+  }
+
+  private List<String> taps(Map<String, Owner> records) {
+    Set<String> mine = new TreeSet<>();
+    for (DomainPolicy p : desired.policies()) {
+      for (NicPolicy n : p.nics()) {
+        if (n.hasChain()) {
+          mine.add(n.tap());
+        }
+      }
+    }
+    return Fingerprint.taps(mine, desired.untouchable(), records.keySet());
+  }
+
+  private static <T> T join(CompletableFuture<T> f) {
+    try {
+      return f.join();
+    } catch (CompletionException e) {
+      throw e.getCause() instanceof RuntimeException r ? r : e;
+    }
+  }
+
+  private <T> T timed(String phase, Supplier<T> s) {
+    long t0 = System.nanoTime();
+    T v = s.get();
+    timings.add(phase, System.nanoTime() - t0);
+    return v;
+  }
+
+  private NftState observeTimed() {
+    String json = timed("nft -j list", () -> listOurs(nft, "-j", "list", "table", NftScript.FAMILY, NftScript.TABLE));
+    return json == null ? NftState.ABSENT : timed("parse observed", () -> NftJson.parse(json));
   }
 
   /** Whether our dispatch chain exists: {@code nft list chain} of one chain, as fast at 10 000 ports as at none. */
