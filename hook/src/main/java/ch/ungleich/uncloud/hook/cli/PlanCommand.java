@@ -7,6 +7,7 @@ import ch.ungleich.uncloud.hook.host.DomainView;
 import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
 import ch.ungleich.uncloud.hook.model.NicPolicy;
+import ch.ungleich.uncloud.hook.nft.InboundScript;
 import ch.ungleich.uncloud.hook.nft.NftBackend;
 import ch.ungleich.uncloud.hook.nwfilter.FilterRef;
 import ch.ungleich.uncloud.hook.nwfilter.NwfilterBackend;
@@ -121,7 +122,9 @@ final class PlanCommand implements Callable<Integer> {
     String script = null;
     List<NicFilterref> filterrefs = null;
     if (be.equals("nft")) {
-      script = NftBackend.start(shown, List.of(), t -> null, config.vmTaps().patterns()).script();
+      ch.ungleich.uncloud.hook.state.Plan pl = NftBackend.start(shown, List.of(), t -> null, config.vmTaps().patterns());
+      // then the delivery filter and security groups (issue 17), as the hook's transaction has them
+      script = InboundScript.append(pl.script(), InboundScript.prelude(), InboundScript.plan(shown, pl, t -> List.of()));
     } else {
       filterrefs = new ArrayList<>();
       for (NicPolicy n : p.nics()) {
