@@ -668,8 +668,60 @@ class CliLibvirtTest {
    * text; what changes from run to run (times, pids, the jar's path, the java version) is compared as a
    * placeholder. When this fails, copy the new lines from target/cli-samples/ into docs/cli.md.
    */
+  // ------------------------------------------------------------------ the no-change fast path
+
+  /**
+   * A reconcile that leaves the kernel as planned records the nf_tables generation and a digest of
+   * its other inputs ({@code state_dir/reconciled}); the next one with both unchanged lists nothing.
+   * Every change to the table (a transaction) or to the records still takes the full path and is found
+   * and repaired; frames counted by the rules' counters are no change.
+   */
   @Test
   @Order(10)
+  void anUnchangedHostIsNotListedAndEveryChangeIsStillFound() throws IOException {
+    String tap1 = tapOf("ucc-vm1", G1.mac());
+    String tap2 = tapOf("ucc-vm2", MAC2);
+    assertTrue(cli("reconcile").out().startsWith("reconcile: "));
+    assertTrue(Files.readString(lab.stateDir().resolve("reconciled")).startsWith("uncloud-hook reconcile fingerprint 1\n"));
+    assertUnchangedWithoutListing();
+    // counters counting frames change no generation: still nothing to list
+    Map<String, FrameBatch.Outcome> got =
+        frames.batch(lab).add("spoofed", lab.vm(0), G1, "Ether(src=MAC, dst=GW_MAC)/IP(src=SPOOF4, dst=GW4)/UDP()").run();
+    assertEquals(DROPPED, got.get("spoofed").verdict());
+    assertUnchangedWithoutListing();
+
+    // each change another tool makes to our table, and a lost ownership record, is found and repaired
+    lab.nft("delete", "element", "bridge", "uncloud", "ports", "{ \"" + tap1 + "\" }").ok();
+    assertRepaired("element " + tap1);
+    String handle = lab.nft("-a", "list", "chain", "bridge", "uncloud", "port-" + tap2).ok().out().lines()
+        .filter(l -> l.contains("comment \"source is not own IPv4\"")).map(l -> l.replaceFirst(".*# handle ", "")).findFirst().orElseThrow();
+    lab.nft("delete", "rule", "bridge", "uncloud", "port-" + tap2, "handle", handle).ok();
+    assertRepaired("update " + tap2);
+    lab.nft("insert", "rule", "bridge", "uncloud", "port-" + tap2, "accept").ok();
+    assertRepaired("update " + tap2);
+    lab.nftLoad("add chain bridge uncloud port-vnet77\n");
+    assertRepaired("remove vnet77");
+    Files.delete(lab.stateDir().resolve("taps").resolve(tap1));
+    assertRepaired("record " + tap1);
+  }
+
+  private void assertUnchangedWithoutListing() {
+    Proc.Result r = cli("reconcile", "--timings");
+    assertEquals(0, r.exit(), r.describe());
+    assertTrue(r.out().startsWith("reconcile: nothing to change"), r.out());
+    assertTrue(r.err().contains("unchanged: fingerprint matches") && !r.err().contains("nft -j list"), r.err());
+  }
+
+  private void assertRepaired(String change) {
+    Proc.Result r = cli("reconcile", "--timings");
+    assertEquals(0, r.exit(), r.describe());
+    assertTrue(r.out().contains("  " + change + " ") || r.out().contains("  " + change + ":"), change + " expected in: " + r.out());
+    assertTrue(r.err().contains("nft -j list") && !r.err().contains("fingerprint matches"), r.err());
+    assertUnchangedWithoutListing();
+  }
+
+  @Test
+  @Order(11)
   void docsCliMdShowsTheseOutputs() throws IOException {
     String doc = Files.readString(Path.of(System.getProperty("uncloud.root", "..")).resolve("docs/cli.md"));
     Matcher m = Pattern.compile("<!-- samples: ([^>]+?) -->\n```\n(.*?)```", Pattern.DOTALL).matcher(doc);

@@ -2,6 +2,7 @@ package ch.ungleich.uncloud.hook.cli;
 
 import ch.ungleich.uncloud.hook.config.Config;
 import ch.ungleich.uncloud.hook.engine.Desired;
+import ch.ungleich.uncloud.hook.engine.Timings;
 import ch.ungleich.uncloud.hook.host.DomainView;
 import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
@@ -26,7 +27,15 @@ final class Inventory {
 
   /** The running domains with their live XML only: all that reconcile reads. */
   static Inventory running(LibvirtSession s, Config config) {
-    return of(s.domains(true, false), config);
+    return running(s, config, Timings.OFF);
+  }
+
+  static Inventory running(LibvirtSession s, Config config, Timings t) {
+    List<LibvirtSession.DomainXml> xmls = s.domains(true, false);
+    t.mark("libvirt list + XML");
+    Inventory inv = of(xmls, config);
+    t.mark("read XML + policies");
+    return inv;
   }
 
   private static Inventory of(List<LibvirtSession.DomainXml> xmls, Config config) {

@@ -4,6 +4,7 @@ import ch.ungleich.uncloud.hook.ExitCodes;
 import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.config.Config;
 import ch.ungleich.uncloud.hook.engine.Reconcile;
+import ch.ungleich.uncloud.hook.engine.Timings;
 import ch.ungleich.uncloud.hook.host.DomainView;
 import ch.ungleich.uncloud.hook.host.LinuxHost;
 import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
@@ -48,6 +49,9 @@ final class ReconcileCommand implements Callable<Integer> {
   @Option(names = "--dry-run", description = "Show what would change and the nft script; change nothing.")
   boolean dryRun;
 
+  @Option(names = "--timings", description = "Print where the time went on stderr (one line).")
+  boolean timings;
+
   @Spec CommandSpec spec;
 
   /** The {@code --json} shape. */
@@ -73,11 +77,20 @@ final class ReconcileCommand implements Callable<Integer> {
           "backend = " + config.backend() + ": reconcile manages the nft backend's rules; for nwfilter run"
               + " 'uncloud-hook sync --all'");
     }
+    Timings t = timings ? new Timings() : Timings.OFF;
+    if (timings) {
+      long started = ProcessHandle.current().info().startInstant().map(java.time.Instant::toEpochMilli).orElse(System.currentTimeMillis());
+      t.add("JVM start + config", (System.currentTimeMillis() - started) * 1_000_000L);
+      t.restart();
+    }
     Inventory inv;
     try (LibvirtSession s = LibvirtSession.open(common.uri())) {
-      inv = Inventory.running(s, config);
+      inv = Inventory.running(s, config, t);
     }
-    Result result = run(inv, config, dryRun);
+    Result result = run(inv, config, dryRun, t);
+    if (timings) {
+      spec.commandLine().getErr().println("reconcile timings: " + t);
+    }
     PrintWriter out = spec.commandLine().getOut();
     warn(spec.commandLine().getErr(), result);
     if (common.json()) {
@@ -90,9 +103,14 @@ final class ReconcileCommand implements Callable<Integer> {
 
   /** Plans and (unless a dry run) applies for the running domains of {@code inv}. */
   static Result run(Inventory inv, Config config, boolean dryRun) {
+    return run(inv, config, dryRun, Timings.OFF);
+  }
+
+  static Result run(Inventory inv, Config config, boolean dryRun, Timings t) {
     NftRunner nft = new ProcessNftRunner(config.nft());
     StateStore store = new StateStore(config.stateDir(), config.lockTimeoutSeconds());
-    Reconcile r = new Reconcile(inv.desired(), nft, store, new LinuxHost()::linkMac, config.vmTaps());
+    Reconcile r = new Reconcile(inv.desired(), nft, store, new LinuxHost()::linkMac, config.vmTaps(), t);
+    t.restart();
     ReconcilePlan plan = dryRun ? r.plan() : r.apply();
     List<DomainError> errors = new ArrayList<>();
     List<String> warnings = new ArrayList<>();

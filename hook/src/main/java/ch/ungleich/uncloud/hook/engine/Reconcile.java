@@ -2,6 +2,8 @@ package ch.ungleich.uncloud.hook.engine;
 
 import ch.ungleich.uncloud.hook.ExitCodes;
 import ch.ungleich.uncloud.hook.UncloudException;
+import ch.ungleich.uncloud.hook.model.DomainPolicy;
+import ch.ungleich.uncloud.hook.model.NicPolicy;
 import ch.ungleich.uncloud.hook.model.VmTaps;
 import ch.ungleich.uncloud.hook.nft.NftBackend;
 import ch.ungleich.uncloud.hook.nft.NftJson;
@@ -9,16 +11,33 @@ import ch.ungleich.uncloud.hook.nft.NftRunner;
 import ch.ungleich.uncloud.hook.nft.NftScript;
 import ch.ungleich.uncloud.hook.nft.NftState;
 import ch.ungleich.uncloud.hook.nft.ReconcilePlan;
+import ch.ungleich.uncloud.hook.state.Owner;
 import ch.ungleich.uncloud.hook.state.StateStore;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import java.util.TreeSet;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.Function;
+import java.util.function.Supplier;
 
 /**
  * The whole host at once: makes our table what the running domains demand (one transaction) and the
  * ownership records match ({@code reconcile}, doctor's drift check, the agent's resync after a
  * (re)connect, its periodic backstop and its repair after a lost ruleset). libvirt has been read
  * already ({@link Desired}); under the lock nft and the records are read, planned against, changed.
+ *
+ * <p>Nothing to change is the common case (every agent backstop period on every host), and finding it
+ * by listing the table and a scratch load of the desired one costs seconds at 1000 ports. So whenever
+ * the full path leaves the kernel exactly as planned, it records a {@link Fingerprint}: the nf_tables
+ * generation (raised by every committed transaction in the namespace) and a digest of all the other
+ * inputs of the pure planner. A later call whose generation and digest are the same would plan
+ * against identical inputs: it returns that same empty plan without listing anything. Any difference
+ * (a hook call, another tool's transaction, a tap's MAC, a record, the metadata, an upgrade) takes the
+ * full path, which finds drift exactly as before.
  */
 public final class Reconcile {
   private final Desired desired;
@@ -26,6 +45,8 @@ public final class Reconcile {
   private final StateStore store;
   private final Function<String, String> tapMac;
   private final VmTaps vmTaps;
+  private final Timings timings;
+  private String script;
 
   /**
    * @param tapMac an interface's host-side MAC now, null when there is none
@@ -33,11 +54,28 @@ public final class Reconcile {
    *     guard together with their elements (one transaction), so it never cuts a running VM off
    */
   public Reconcile(Desired desired, NftRunner nft, StateStore store, Function<String, String> tapMac, VmTaps vmTaps) {
+    this(desired, nft, store, tapMac, vmTaps, Timings.OFF);
+  }
+
+  /** {@link #Reconcile(Desired, NftRunner, StateStore, Function, VmTaps)} that records where its time goes. */
+  public Reconcile(
+      Desired desired, NftRunner nft, StateStore store, Function<String, String> tapMac, VmTaps vmTaps, Timings timings) {
     this.desired = desired;
     this.nft = nft;
     this.store = store;
-    this.tapMac = tapMac;
+    // one reading per tap and call: the planner and the fingerprint's digest see the same MACs
+    Map<String, Optional<String>> seen = new ConcurrentHashMap<>();
+    this.tapMac = tap -> tap == null ? null : seen.computeIfAbsent(tap, t -> Optional.ofNullable(tapMac.apply(t))).orElse(null);
     this.vmTaps = vmTaps;
+    this.timings = timings;
+  }
+
+  /** The whole desired ruleset, rendered once per reconcile (scratch load and fingerprint share it). */
+  private synchronized String desiredScript() {
+    if (script == null) {
+      script = timed("render desired", () -> NftBackend.desiredScript(desired.policies(), vmTaps.patterns()));
+    }
+    return script;
   }
 
   /**
@@ -47,52 +85,154 @@ public final class Reconcile {
    * ports the scratch load and its listing cost more than all the rest of reconcile.
    */
   public NftState canonical() {
-    if (!dispatchChainExists(nft)) {
+    if (!timed("dispatch chain check", () -> dispatchChainExists(nft))) {
       return NftState.ABSENT;
     }
-    return NftJson.parse(nft.canonical(NftBackend.desiredScript(desired.policies(), vmTaps.patterns())));
+    String s = desiredScript();
+    String json = timed("scratch load + list", () -> nft.canonical(s));
+    return timed("parse canonical", () -> NftJson.parse(json));
   }
 
   /**
    * Plans against the current state without the lock and without changing anything (doctor, --dry-run).
-   * The canonical form is made while nft lists our table: two nft processes, one per core.
+   * A matching fingerprint gives its empty plan at once; otherwise the canonical form is made while
+   * nft lists our table: two nft processes, one per core.
    */
   public ReconcilePlan plan() {
+    ReconcilePlan same = unchanged();
+    if (same != null) {
+      return same;
+    }
     CompletableFuture<NftState> canonical = CompletableFuture.supplyAsync(this::canonical);
-    return plan(observe(nft), canonical);
+    return plan(observeTimed(), canonical);
   }
 
-  /** {@link #plan()} with nft's form of the desired ruleset made already (doctor loads it for its kernel check). */
+  /**
+   * {@link #plan()} with nft's form of the desired ruleset made already (doctor loads it for its kernel
+   * check); the fingerprint is not used: doctor compares what is installed, every time.
+   */
   public ReconcilePlan plan(NftState canonical) {
-    return plan(observe(nft), CompletableFuture.completedFuture(canonical));
+    return plan(observeTimed(), CompletableFuture.completedFuture(canonical));
   }
 
   private ReconcilePlan plan(NftState observed, CompletableFuture<NftState> canonical) {
+    return plan(observed, canonical, timed("read records", store::records));
+  }
+
+  private ReconcilePlan plan(NftState observed, CompletableFuture<NftState> canonical, Map<String, Owner> records) {
     NftState c;
+    long t0 = System.nanoTime();
     try {
       c = canonical.join();
     } catch (CompletionException e) {
       throw e.getCause() instanceof RuntimeException r ? r : e;
     }
-    return NftBackend.reconcile(
-        desired.policies(), desired.running(), desired.untouchable(), observed, c, store.records(), tapMac, vmTaps.patterns());
+    timings.add("wait for canonical", System.nanoTime() - t0);
+    return timed("plan", () -> NftBackend.reconcile(
+        desired.policies(), desired.running(), desired.untouchable(), observed, c, records, tapMac, vmTaps.patterns()));
   }
 
   /**
-   * Plans and applies under the host lock: one nft transaction, then the records. The canonical form
-   * is made meanwhile (from before the lock until the plan needs it); whatever a hook call changes in
-   * between is in what is observed under the lock, and the planner handles both orders.
+   * Plans and applies under the host lock: one nft transaction, then the records. The fingerprint is
+   * checked first (under the lock, so no hook call is half done); without a match the canonical form is
+   * made while nft lists our table. Whatever a hook call changes in between is in what is observed
+   * under the lock, and the planner handles both orders.
    */
   public ReconcilePlan apply() {
-    CompletableFuture<NftState> canonical = CompletableFuture.supplyAsync(this::canonical);
-    try (StateStore.Lock l = store.lock()) {
-      ReconcilePlan p = plan(observe(nft), canonical);
-      if (!p.script().isEmpty()) {
-        nft.apply(p.script());
+    try (StateStore.Lock l = timed("lock", store::lock)) {
+      Optional<String> before = timed("generation", nft::generation);
+      Map<String, Owner> records = timed("read records", store::records);
+      ReconcilePlan same = unchanged(before, records);
+      if (same != null) {
+        return same;
       }
-      store.replaceAll(p.records());
+      CompletableFuture<NftState> canonical = CompletableFuture.supplyAsync(this::canonical);
+      NftState observed = observeTimed();
+      Optional<String> listed = nft.generation();
+      ReconcilePlan p = plan(observed, canonical, records);
+      // the digest is made while nft applies (the boot case renders nothing else)
+      CompletableFuture<String> digest =
+          CompletableFuture.supplyAsync(() -> timed("digest", () -> inputs(p.records(), taps(p.records()))));
+      String after = before.orElse(null);
+      if (!p.script().isEmpty()) {
+        timed("nft apply", () -> {
+          nft.apply(p.script());
+          return null;
+        });
+        after = nft.generation().orElse(null);
+      }
+      timed("write records", () -> {
+        store.replaceAll(p.records());
+        return null;
+      });
+      // trustworthy only when nothing but our own transaction (if any) committed since `before`: then the
+      // kernel holds exactly what the plan made, and planning again against it would give an empty plan
+      boolean exact = before.isPresent() && before.equals(listed)
+          && (p.script().isEmpty() ? before.get().equals(after) : Fingerprint.next(before.get(), after));
+      Fingerprint f = exact ? new Fingerprint(after, join(digest), taps(p.records()), p.notes()) : null;
+      timed("write fingerprint", () -> {
+        store.fingerprint(f == null ? null : f.encode());
+        return null;
+      });
       return p;
     }
+  }
+
+  /** {@link #unchanged(Optional, Map)} with the generation and records read now (no lock: a dry run). */
+  private ReconcilePlan unchanged() {
+    return unchanged(timed("generation", nft::generation), timed("read records", store::records));
+  }
+
+  /** The recorded empty plan when the fingerprint matches the kernel's generation and the inputs now; else null. */
+  private ReconcilePlan unchanged(Optional<String> generation, Map<String, Owner> records) {
+    if (generation.isEmpty()) {
+      return null;
+    }
+    Fingerprint f = timed("read fingerprint", () -> Fingerprint.decode(store.fingerprint()));
+    if (f == null || !f.generation().equals(generation.get())) {
+      return null;
+    }
+    if (!timed("digest", () -> inputs(records, f.taps())).equals(f.inputs())) {
+      return null;
+    }
+    timings.add("unchanged: fingerprint matches", 0);
+    return new ReconcilePlan("", List.of(), f.notes(), Map.copyOf(records));
+  }
+
+  private String inputs(Map<String, Owner> records, List<String> taps) {
+    return Fingerprint.inputs(nft.identity(), desiredScript(), desired, records, taps, tapMac);
+  }
+
+  private List<String> taps(Map<String, Owner> records) {
+    Set<String> mine = new TreeSet<>();
+    for (DomainPolicy p : desired.policies()) {
+      for (NicPolicy n : p.nics()) {
+        if (n.hasChain()) {
+          mine.add(n.tap());
+        }
+      }
+    }
+    return Fingerprint.taps(mine, desired.untouchable(), records.keySet());
+  }
+
+  private static <T> T join(CompletableFuture<T> f) {
+    try {
+      return f.join();
+    } catch (CompletionException e) {
+      throw e.getCause() instanceof RuntimeException r ? r : e;
+    }
+  }
+
+  private <T> T timed(String phase, Supplier<T> s) {
+    long t0 = System.nanoTime();
+    T v = s.get();
+    timings.add(phase, System.nanoTime() - t0);
+    return v;
+  }
+
+  private NftState observeTimed() {
+    String json = timed("nft -j list", () -> listOurs(nft, "-j", "list", "table", NftScript.FAMILY, NftScript.TABLE));
+    return json == null ? NftState.ABSENT : timed("parse observed", () -> NftJson.parse(json));
   }
 
   /** Whether our dispatch chain exists: {@code nft list chain} of one chain, as fast at 10 000 ports as at none. */

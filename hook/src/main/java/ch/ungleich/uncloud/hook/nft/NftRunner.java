@@ -21,6 +21,23 @@ public interface NftRunner {
    * @throws ch.ungleich.uncloud.hook.UncloudException with {@code APPLY_FAILED} when nft refuses the
    *     script or the namespace cannot be made
    */
+  /**
+   * The nf_tables generation of the network namespace nft works in ({@link NftGeneration}): the same
+   * text means no transaction committed in between. Empty when it cannot be known; then reconcile always
+   * lists and compares.
+   */
+  default java.util.Optional<String> generation() {
+    return java.util.Optional.empty();
+  }
+
+  /**
+   * What decides how a script is planned, stored and listed besides the script: the nft binary and this
+   * program's own code. A reconcile fingerprint made by another version never matches.
+   */
+  default String identity() {
+    return getClass().getName();
+  }
+
   default String canonical(String script) {
     throw new UnsupportedOperationException(getClass().getSimpleName() + " cannot canonicalise scripts");
   }

@@ -43,6 +43,50 @@ public final class ProcessNftRunner implements NftRunner {
     return exec(cmd, script);
   }
 
+  @Override
+  public java.util.Optional<String> generation() {
+    String boot;
+    try {
+      boot = java.nio.file.Files.readString(java.nio.file.Path.of("/proc/sys/kernel/random/boot_id"));
+    } catch (IOException | RuntimeException e) {
+      return java.util.Optional.empty();
+    }
+    return NftGeneration.current(boot);
+  }
+
+  /** The nft binary (found on PATH as exec would) and the jar or class directory this runs from: path, size, mtime. */
+  @Override
+  public String identity() {
+    java.nio.file.Path bin = null;
+    if (nft.contains("/")) {
+      bin = java.nio.file.Path.of(nft);
+    } else {
+      for (String d : System.getenv().getOrDefault("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").split(":")) {
+        java.nio.file.Path c = java.nio.file.Path.of(d.isEmpty() ? "." : d, nft);
+        if (java.nio.file.Files.isExecutable(c)) {
+          bin = c;
+          break;
+        }
+      }
+    }
+    String code;
+    try {
+      code = describe(java.nio.file.Path.of(ProcessNftRunner.class.getProtectionDomain().getCodeSource().getLocation().toURI()));
+    } catch (java.net.URISyntaxException | RuntimeException e) {
+      code = "unknown " + System.nanoTime(); // never matches: no fingerprint can be trusted
+    }
+    return "nft " + (bin == null ? nft + " not found" : describe(bin)) + "; code " + code;
+  }
+
+  private static String describe(java.nio.file.Path p) {
+    try {
+      java.nio.file.Path r = p.toRealPath();
+      return r + " " + java.nio.file.Files.size(r) + " " + java.nio.file.Files.getLastModifiedTime(r).toMillis();
+    } catch (IOException e) {
+      return p + " unreadable";
+    }
+  }
+
   private String exec(String stdin, String... args) {
     List<String> cmd = new ArrayList<>();
     cmd.add(nft);

@@ -177,6 +177,20 @@ public final class StateStore {
     }
   }
 
+  /** The last reconcile's fingerprint ({@code state_dir/reconciled}), null when there is none. */
+  public String fingerprint() {
+    return read(dir.resolve("reconciled"));
+  }
+
+  /** Replaces the fingerprint; null removes it. Under the lock. */
+  public void fingerprint(String text) {
+    if (text == null) {
+      delete(dir.resolve("reconciled"));
+    } else {
+      write(dir.resolve("reconciled"), text);
+    }
+  }
+
   private List<String> list(String sub) {
     try (var s = Files.list(dir.resolve(sub))) {
       return s.map(p -> p.getFileName().toString()).filter(n -> !n.startsWith(".")).sorted().toList();
