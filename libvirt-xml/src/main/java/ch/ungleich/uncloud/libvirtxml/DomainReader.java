@@ -94,21 +94,63 @@ public final class DomainReader {
       if (i.trusted != null && !i.trusted.trim().matches("true|false|1|0")) {
         throw invalid("'" + i.trusted + "' is not a valid value for 'boolean' (attribute 'trusted')");
       }
+      // the schema's sequence: uc:ip*, uc:ingress?, uc:egress?
+      int phase = 0;
       while (nextChild(r)) {
-        ours(r, "ip");
-        String address = r.getAttributeValue(null, "address");
-        onlyAttributes(r, "address");
-        if (address == null) {
-          throw invalid("attribute 'address' must appear on element 'uc:ip'");
-        }
-        i.ips.add(new FirewallInterface.Ip(address));
-        if (nextChild(r)) {
-          throw invalid("element 'uc:ip' must be empty, found <" + r.getLocalName() + ">");
+        String name = Firewall.NAMESPACE.equals(r.getNamespaceURI()) ? r.getLocalName() : "";
+        if (name.equals("ip") && phase == 0) {
+          String address = r.getAttributeValue(null, "address");
+          onlyAttributes(r, "address");
+          if (address == null) {
+            throw invalid("attribute 'address' must appear on element 'uc:ip'");
+          }
+          i.ips.add(new FirewallInterface.Ip(address));
+          empty(r, "ip");
+        } else if (name.equals("ingress") && phase < 1) {
+          phase = 1;
+          onlyAttributes(r);
+          i.ingress = rules(r);
+        } else if (name.equals("egress") && phase < 2) {
+          phase = 2;
+          onlyAttributes(r);
+          i.egress = rules(r);
+        } else {
+          String expected = phase == 0 ? "uc:ip>, <uc:ingress> or <uc:egress" : phase == 1 ? "uc:egress" : "";
+          if (expected.isEmpty()) {
+            throw invalid("unexpected element <" + qname(r) + "> after <uc:egress>");
+          }
+          throw invalid("unexpected element <" + qname(r) + ">, expected <" + expected + ">");
         }
       }
       f.interfaces.add(i);
     }
     return f;
+  }
+
+  /**
+   * {@code <uc:ingress>} / {@code <uc:egress>}: only {@code <uc:allow>} children. Both {@code from} and
+   * {@code to} are read in either list, as the schema does; the hook refuses the wrong one.
+   */
+  private static FirewallInterface.Rules rules(XMLStreamReader r)
+      throws XMLStreamException {
+    FirewallInterface.Rules rules = new FirewallInterface.Rules();
+    while (nextChild(r)) {
+      ours(r, "allow");
+      onlyAttributes(r, "protocol", "port", "from", "to");
+      rules.allows.add(new FirewallInterface.Allow(
+          r.getAttributeValue(null, "protocol"),
+          r.getAttributeValue(null, "port"),
+          r.getAttributeValue(null, "from"),
+          r.getAttributeValue(null, "to")));
+      empty(r, "allow");
+    }
+    return rules;
+  }
+
+  private static void empty(XMLStreamReader r, String element) throws XMLStreamException {
+    if (nextChild(r)) {
+      throw invalid("element 'uc:" + element + "' must be empty, found <" + r.getLocalName() + ">");
+    }
   }
 
   private static Devices devices(XMLStreamReader r) throws XMLStreamException {

@@ -59,6 +59,15 @@ class DomainReaderTest {
     assertEquals("52:54:00:AA:bb:01", f.interfaces.get(0).mac);
     assertEquals(3, f.interfaces.get(0).ips.size());
     assertEquals("true", f.interfaces.get(1).trusted);
+    FirewallInterface.Rules in = f.interfaces.get(0).ingress;
+    assertEquals(6, in.allows.size());
+    assertEquals("198.51.100.0/24", in.allows.get(0).from);
+    assertEquals("80-81", in.allows.get(1).port);
+    assertNull(in.allows.get(5).protocol);
+    assertEquals("0.0.0.0/0", f.interfaces.get(0).egress.allows.get(0).to);
+    assertNotNull(f.interfaces.get(1).ingress, "an empty <uc:ingress/> is present, not absent");
+    assertTrue(f.interfaces.get(1).ingress.allows.isEmpty());
+    assertNull(f.interfaces.get(1).egress);
   }
 
   @Test
@@ -81,6 +90,15 @@ class DomainReaderTest {
         "<uc:interface mac='52:54:00:aa:bb:01'>192.0.2.1</uc:interface>",
         "<uc:nic mac='52:54:00:aa:bb:01'/>",
         "<interface mac='52:54:00:aa:bb:01'/>",
+        "<uc:interface mac='52:54:00:aa:bb:01'><uc:ingress><uc:allow prot='tcp'/></uc:ingress></uc:interface>",
+        "<uc:interface mac='52:54:00:aa:bb:01'><uc:ingress><uc:deny/></uc:ingress></uc:interface>",
+        "<uc:interface mac='52:54:00:aa:bb:01'><uc:ingress><uc:allow><uc:x/></uc:allow></uc:ingress></uc:interface>",
+        "<uc:interface mac='52:54:00:aa:bb:01'><uc:ingress/><uc:ingress/></uc:interface>",
+        "<uc:interface mac='52:54:00:aa:bb:01'><uc:egress/><uc:ingress/></uc:interface>",
+        "<uc:interface mac='52:54:00:aa:bb:01'><uc:ingress/><uc:ip address='192.0.2.1'/></uc:interface>",
+        "<uc:interface mac='52:54:00:aa:bb:01'><uc:ingress colour='red'/></uc:interface>",
+        "<uc:interface mac='52:54:00:aa:bb:01'><uc:ingress>tcp</uc:ingress></uc:interface>",
+        "<uc:interface mac='52:54:00:aa:bb:01'><uc:ingress><allow protocol='tcp'/></uc:ingress></uc:interface>",
       })
   void bothReadersRejectWhatTheSchemaRejects(String body) {
     String xml = domainWith("<uc:firewall xmlns:uc='" + Firewall.NAMESPACE + "'>" + body + "</uc:firewall>");
@@ -131,13 +149,19 @@ class DomainReaderTest {
         + metadata + "</metadata><devices/></domain>";
   }
 
+  static String rules(FirewallInterface.Rules r) {
+    return r == null ? "absent" : r.allows.stream()
+        .map(a -> a.protocol + "/" + a.port + "/" + a.from + "/" + a.to).toList().toString();
+  }
+
   /** A canonical text of everything the model holds, for comparing the two readers. */
   static String describe(Domain d) {
     List<String> s = new ArrayList<>();
     s.add(d.type + "|" + d.name + "|" + d.uuid);
     if (d.metadata != null && d.metadata.firewall != null) {
       for (FirewallInterface i : d.metadata.firewall.interfaces) {
-        s.add("fw " + i.mac + " " + i.trusted + " " + i.ips.stream().map(ip -> ip.address).toList());
+        s.add("fw " + i.mac + " " + i.trusted + " " + i.ips.stream().map(ip -> ip.address).toList()
+            + " in " + rules(i.ingress) + " out " + rules(i.egress));
       }
     } else {
       s.add("fw none " + (d.metadata == null));

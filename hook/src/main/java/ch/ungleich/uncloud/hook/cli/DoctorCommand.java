@@ -11,6 +11,7 @@ import ch.ungleich.uncloud.hook.host.LinuxHost;
 import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
 import ch.ungleich.uncloud.hook.metadata.PolicyBuilder;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
+import ch.ungleich.uncloud.hook.model.NicPolicy;
 import ch.ungleich.uncloud.hook.nft.NftBackend;
 import ch.ungleich.uncloud.hook.nft.NftGuard;
 import ch.ungleich.uncloud.hook.nft.NftJson;
@@ -128,7 +129,7 @@ final class DoctorCommand implements Callable<Integer> {
     checks.add(Checks.config(configPath, source, host.file(configPath).exists(), cfg, cfgError));
     if (stateDir != null) {
       cfg = new Config(cfg.backend(), cfg.unlisted(), cfg.linkLocalAny(), cfg.dhcpClient(), stateDir, cfg.logFile(),
-          cfg.lockTimeoutSeconds(), cfg.nft(), cfg.vmTaps(), cfg.etcd(), cfg.agentResyncSeconds());
+          cfg.lockTimeoutSeconds(), cfg.nft(), cfg.vmTaps(), cfg.etcd(), cfg.agentResyncSeconds(), cfg.ingressDeny());
     }
 
     // libvirtd noticed the hook
@@ -206,7 +207,18 @@ final class DoctorCommand implements Callable<Integer> {
       checks.addAll(etcdChecks(cfg, inv));
     }
     checks.add(agentCheck(cfg));
-    checks.addAll(Checks.bridgeNfCall(host.sysctl("net.bridge.bridge-nf-call-iptables"), host.sysctl("net.bridge.bridge-nf-call-ip6tables")));
+    List<String> stateful = new ArrayList<>();
+    if (inv != null && cfg.backend().equals("nft")) {
+      for (DomainPolicy p : inv.policies()) {
+        for (NicPolicy n : p.nics()) {
+          if (n.hasChain() && n.rules().any()) {
+            stateful.add(p.name() + " " + n.name());
+          }
+        }
+      }
+    }
+    checks.addAll(Checks.bridgeNfCall(host.sysctl("net.bridge.bridge-nf-call-iptables"),
+        host.sysctl("net.bridge.bridge-nf-call-ip6tables"), stateful));
 
     int code = Checks.exitCode(checks);
     int pass = 0;

@@ -113,7 +113,7 @@ final class PlanCommand implements Callable<Integer> {
     for (NicPolicy n : p.nics()) {
       if (n.tap() == null && n.filterable()) {
         placeholders = true;
-        n = new NicPolicy(n.name(), n.mac(), n.name(), n.type(), n.filterable(), n.mode(), n.reason(), n.ipv4(), n.ipv6(), n.dhcpClient());
+        n = n.withTap(n.name());
       }
       nics.add(n);
     }

@@ -25,6 +25,8 @@ import java.util.Map;
  * @param etcd {@code source} and the {@code etcd_*} settings: where a domain's addresses come from
  * @param agentResyncSeconds {@code agent_resync}: how often {@code uncloud-hook agent} compares the
  *     whole host with libvirt when no event came (the backstop for missed events); default 30
+ * @param ingressDeny {@code ingress = deny}: every NIC with metadata (not trusted) is treated as if it had
+ *     an empty {@code <uc:ingress/>}; default {@code allow} (only NICs with {@code uc:ingress} are filtered)
  */
 public record Config(
     String backend,
@@ -37,7 +39,8 @@ public record Config(
     String nft,
     VmTaps vmTaps,
     EtcdSettings etcd,
-    int agentResyncSeconds) {
+    int agentResyncSeconds,
+    boolean ingressDeny) {
 
   public static final String DEFAULT_PATH = "/etc/uncloud-hook/uncloud-hook.conf";
   public static final String ENV = "UNCLOUD_HOOK_CONFIG";
@@ -60,6 +63,7 @@ public record Config(
     v.put("vm_taps", VmTaps.DEFAULT);
     EtcdSettings.putDefaults(v);
     v.put("agent_resync", "30");
+    v.put("ingress", "allow");
     String[] lines = text.split("\n", -1);
     for (int n = 0; n < lines.length; n++) {
       String line = lines[n].strip();
@@ -77,6 +81,10 @@ public record Config(
       }
       v.put(key, value);
     }
+    if (v.get("backend").equals("nwfilter") && v.get("ingress").equals("deny")) {
+      throw UncloudException.invalid(where + ": ingress = deny needs backend = nft (nwfilter does not enforce"
+          + " uc:ingress yet)");
+    }
     return new Config(
         oneOf(where, "backend", v, "nft", "nwfilter"),
         oneOf(where, "unlisted", v, "deny", "mac-only", "allow"),
@@ -88,7 +96,8 @@ public record Config(
         absolute(where, "nft", v.get("nft"), false),
         vmTaps(where, v.get("vm_taps")),
         EtcdSettings.of(where, v),
-        seconds(where, "agent_resync", v.get("agent_resync")));
+        seconds(where, "agent_resync", v.get("agent_resync")),
+        oneOf(where, "ingress", v, "allow", "deny").equals("deny"));
   }
 
   private static String unquote(String s) {

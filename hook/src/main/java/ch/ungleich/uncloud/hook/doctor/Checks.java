@@ -638,9 +638,38 @@ public final class Checks {
 
   // ------------------------------------------------------------------ sysctls
 
-  /** {@code net.bridge.bridge-nf-call-iptables} and {@code -ip6tables}; null when br_netfilter is not loaded. */
+  /** {@link #bridgeNfCall(String, String, List)} for a host without uc:ingress / uc:egress rules. */
   public static List<Check> bridgeNfCall(String v4, String v6) {
+    return bridgeNfCall(v4, v6, List.of());
+  }
+
+  /**
+   * {@code net.bridge.bridge-nf-call-iptables} and {@code -ip6tables}; null when br_netfilter is not
+   * loaded. {@code stateful} names the NICs with uc:ingress / uc:egress (or every NIC with metadata
+   * under {@code ingress = deny}): their rules are decided in {@code table inet uncloud-inbound}, which
+   * bridged IP reaches only through br_netfilter with these sysctls at 1 (the one path implemented:
+   * conntrack in the inet family; {@code nf_conntrack_bridge}, where a kernel has it, is not used).
+   * Without it such NICs are cut off, never opened: FAIL, with the fix.
+   */
+  public static List<Check> bridgeNfCall(String v4, String v6, List<String> stateful) {
     List<Check> out = new ArrayList<>();
+    if (!stateful.isEmpty()) {
+      String who = stateful.size() <= 3 ? String.join(", ", stateful) : stateful.get(0) + " and " + (stateful.size() - 1) + " more NICs";
+      String[][] need = {{"net.bridge.bridge-nf-call-iptables", v4, "IPv4"}, {"net.bridge.bridge-nf-call-ip6tables", v6, "IPv6"}};
+      for (String[] s : need) {
+        if ("1".equals(s[1])) {
+          out.add(Check.pass("sysctl", s[0], "= 1: needed by uc:ingress/uc:egress of " + who + " (path: br_netfilter passes"
+              + " bridged " + s[2] + " through table inet " + "uncloud-inbound, where conntrack works; nf_conntrack_bridge is not used)"));
+        } else {
+          out.add(Check.fail("sysctl", s[0], (s[1] == null ? "absent (br_netfilter not loaded)" : "= " + s[1])
+                  + ": the uc:ingress/uc:egress rules of " + who + " are decided in table inet uncloud-inbound, which bridged "
+                  + s[2] + " reaches only through br_netfilter; until then their " + s[2] + " is dropped (fail closed)",
+              (s[1] == null ? "modprobe br_netfilter; " : "") + "sysctl -w " + s[0] + "=1 and persist it in /etc/sysctl.d/"
+                  + " (per network namespace: the one libvirtd's bridges are in)"));
+        }
+      }
+      return out;
+    }
     String[][] all = {{"net.bridge.bridge-nf-call-iptables", v4, "iptables"}, {"net.bridge.bridge-nf-call-ip6tables", v6, "ip6tables"}};
     for (String[] s : all) {
       if ("1".equals(s[1])) {

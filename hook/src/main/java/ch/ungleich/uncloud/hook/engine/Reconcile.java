@@ -5,6 +5,7 @@ import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
 import ch.ungleich.uncloud.hook.model.NicPolicy;
 import ch.ungleich.uncloud.hook.model.VmTaps;
+import ch.ungleich.uncloud.hook.nft.InboundScript;
 import ch.ungleich.uncloud.hook.nft.NftBackend;
 import ch.ungleich.uncloud.hook.nft.NftJson;
 import ch.ungleich.uncloud.hook.nft.NftRunner;
@@ -18,6 +19,7 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
 import java.util.TreeSet;
+import java.util.TreeMap;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.ConcurrentHashMap;
@@ -144,6 +146,14 @@ public final class Reconcile {
       Map<String, Owner> records = timed("read records", store::records);
       ReconcilePlan same = unchanged(before, records);
       if (same != null) {
+        // the fingerprint covers the anti-spoofing inputs; the inbound elements are compared on their own
+        InboundScript.Change in = inbound(records);
+        String script = InboundScript.append("", head(), in);
+        if (!script.isEmpty()) {
+          nft.apply(script);
+          store.fingerprint(null);
+        }
+        store.commitInbound(in.records());
         return same;
       }
       CompletableFuture<NftState> canonical = CompletableFuture.supplyAsync(this::canonical);
@@ -154,21 +164,25 @@ public final class Reconcile {
       CompletableFuture<String> digest =
           CompletableFuture.supplyAsync(() -> timed("digest", () -> inputs(p.records(), taps(p.records()))));
       String after = before.orElse(null);
-      if (!p.script().isEmpty()) {
+      // the delivery filter and security groups (issue 17) go into the same transaction
+      InboundScript.Change in = timed("inbound", () -> inbound(p.records()));
+      String script = InboundScript.append(p.script(), in.isEmpty() ? List.of() : head(), in);
+      if (!script.isEmpty()) {
         timed("nft apply", () -> {
-          nft.apply(p.script());
+          nft.apply(script);
           return null;
         });
         after = nft.generation().orElse(null);
       }
       timed("write records", () -> {
         store.replaceAll(p.records());
+        store.commitInbound(in.records());
         return null;
       });
       // trustworthy only when nothing but our own transaction (if any) committed since `before`: then the
       // kernel holds exactly what the plan made, and planning again against it would give an empty plan
       boolean exact = before.isPresent() && before.equals(listed)
-          && (p.script().isEmpty() ? before.get().equals(after) : Fingerprint.next(before.get(), after));
+          && (script.isEmpty() ? before.get().equals(after) : Fingerprint.next(before.get(), after));
       Fingerprint f = exact ? new Fingerprint(after, join(digest), taps(p.records()), p.notes()) : null;
       timed("write fingerprint", () -> {
         store.fingerprint(f == null ? null : f.encode());
@@ -177,6 +191,41 @@ public final class Reconcile {
       return p;
     }
   }
+
+  /**
+   * The inbound elements (delivery filter, security groups) every filtered tap must have: from its
+   * NIC's policy, or, for a tap kept as it was (its domain's metadata is invalid), what it has now.
+   */
+  private Map<String, List<String>> inboundWanted(Map<String, Owner> records) {
+    Map<String, NicPolicy> byTap = new java.util.HashMap<>();
+    for (DomainPolicy dp : desired.policies()) {
+      for (NicPolicy n : dp.nics()) {
+        if (n.hasChain()) {
+          byTap.put(dp.uuid() + " " + n.tap(), n);
+        }
+      }
+    }
+    Map<String, List<String>> want = new TreeMap<>();
+    for (Map.Entry<String, Owner> e : records.entrySet()) {
+      NicPolicy n = byTap.get(e.getValue().uuid() + " " + e.getKey());
+      want.put(e.getKey(), n != null ? InboundScript.elements(n) : store.inbound(e.getKey()));
+    }
+    return want;
+  }
+
+  /** What the inbound tables need to match the records' taps; checks that both tables exist. */
+  private InboundScript.Change inbound(Map<String, Owner> records) {
+    inboundPresent = listOurs(nft, "list", "chain", "bridge", InboundScript.TABLE, "deliver") != null
+        && listOurs(nft, "list", "chain", "inet", InboundScript.TABLE, "ingress-decide") != null;
+    return InboundScript.reconcile(inboundWanted(records), store::inbound, store.inboundTaps(), inboundPresent);
+  }
+
+  /** The lines before the inbound elements: the sets, or the whole tables rebuilt when they were missing. */
+  private List<String> head() {
+    return inboundPresent ? InboundScript.ensure() : InboundScript.rebuild();
+  }
+
+  private boolean inboundPresent;
 
   /** {@link #unchanged(Optional, Map)} with the generation and records read now (no lock: a dry run). */
   private ReconcilePlan unchanged() {

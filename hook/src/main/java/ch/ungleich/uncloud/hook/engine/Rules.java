@@ -4,6 +4,7 @@ import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
 import ch.ungleich.uncloud.hook.model.VmTaps;
 import ch.ungleich.uncloud.hook.model.NicPolicy;
+import ch.ungleich.uncloud.hook.nft.InboundScript;
 import ch.ungleich.uncloud.hook.nft.NftBackend;
 import ch.ungleich.uncloud.hook.nft.NftGuard;
 import ch.ungleich.uncloud.hook.nft.NftRunner;
@@ -74,7 +75,11 @@ public final class Rules {
       if (!d.patterns().equals(vmTaps.patterns())) {
         plan = NftBackend.start(p, store.taps(p.uuid()), store::owner, d.patterns()).withNote(d.note());
       }
-      nft.apply(plan.script());
+      InboundScript.Change in = InboundScript.plan(p, plan, store::inbound);
+      nft.apply(InboundScript.append(plan.script(), InboundScript.prelude(), in));
+      store.commit(p.uuid(), plan);
+      store.commitInbound(in.records());
+      return plan;
     }
     store.commit(p.uuid(), plan);
     return plan;
@@ -104,10 +109,12 @@ public final class Rules {
   public Plan stop(String uuid) {
     try (StateStore.Lock l = store.lock()) {
       Plan plan = NftBackend.stop(uuid, store.taps(uuid), store::owner);
+      InboundScript.Change in = InboundScript.plan(null, plan, store::inbound);
       if (!plan.script().isEmpty()) {
-        nft.apply(plan.script());
+        nft.apply(InboundScript.append(plan.script(), InboundScript.ensure(), in));
       }
       store.commit(uuid, plan);
+      store.commitInbound(in.records());
       return plan;
     }
   }
@@ -203,12 +210,22 @@ public final class Rules {
     }
     String prelude = new NftScript().prelude(guard).render();
     StringBuilder script = new StringBuilder();
-    for (Plan plan : plans) {
+    Map<String, List<String>> inbound = new HashMap<>();
+    List<String> inLines = new ArrayList<>();
+    for (int i = 0; i < plans.size(); i++) {
+      Plan plan = plans.get(i);
       String s = plan.script();
       if (!s.isEmpty()) {
         script.append(script.length() == 0 ? prelude : "");
         script.append(s.startsWith(prelude) ? s.substring(prelude.length()) : s);
+        InboundScript.Change c = InboundScript.plan(policies.get(i), plan,
+            t -> inbound.containsKey(t) ? inbound.get(t) : store.inbound(t));
+        inLines.addAll(c.lines());
+        inbound.putAll(c.records());
       }
+    }
+    if (!inLines.isEmpty()) {
+      script.append(InboundScript.append("", InboundScript.prelude(), new InboundScript.Change(inLines, Map.of())));
     }
     if (note != null && !plans.isEmpty()) {
       plans.set(0, plans.get(0).withNote(note));
@@ -224,6 +241,7 @@ public final class Rules {
     for (int i = 0; i < plans.size(); i++) {
       store.commit(policies.get(i).uuid(), plans.get(i));
     }
+    store.commitInbound(inbound);
     return new Batch(List.copyOf(policies), List.copyOf(plans), null, List.of(), null);
   }
 

@@ -2,12 +2,15 @@ package ch.ungleich.uncloud.hook.metadata;
 
 import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.config.Config;
+import ch.ungleich.uncloud.hook.model.Allow;
 import ch.ungleich.uncloud.hook.model.AddressSet;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
 import ch.ungleich.uncloud.hook.model.IpPrefix;
 import ch.ungleich.uncloud.hook.model.Mac;
 import ch.ungleich.uncloud.hook.model.Mode;
 import ch.ungleich.uncloud.hook.model.NicPolicy;
+import ch.ungleich.uncloud.hook.model.Protocol;
+import ch.ungleich.uncloud.hook.model.StatefulRules;
 import ch.ungleich.uncloud.libvirtxml.domain.Domain;
 import ch.ungleich.uncloud.libvirtxml.domain.Interface;
 import ch.ungleich.uncloud.libvirtxml.firewall.Firewall;
@@ -102,6 +105,7 @@ public final class PolicyBuilder {
       String reason;
       List<IpPrefix> v4 = new ArrayList<>();
       List<IpPrefix> v6 = new ArrayList<>();
+      StatefulRules rules = StatefulRules.NONE;
       if (fi != null) {
         boolean trusted = fi.trusted != null && (fi.trusted.strip().equals("true") || fi.trusted.strip().equals("1"));
         mode = trusted ? Mode.OPEN : Mode.FILTER;
@@ -113,6 +117,7 @@ public final class PolicyBuilder {
             claim(claims, p, nicNames.get(mac), where);
           }
         }
+        rules = rules(fi, where, trusted, config);
       } else {
         switch (config.unlisted()) {
           case "allow" -> mode = Mode.OPEN;
@@ -143,7 +148,8 @@ public final class PolicyBuilder {
               AddressSet.of(false, v4),
               AddressSet.of(true, v6),
               // an unlisted NIC gets no IPv4 at all, not even the DHCP discover
-              config.dhcpClient() && fi != null));
+              config.dhcpClient() && fi != null,
+              rules));
     }
     // Entries for a MAC the domain has no NIC with (yet): kept, so that both orders work (attach the
     // NIC, then set its metadata; or set it first, for the NIC about to be attached). Checked like any
@@ -162,11 +168,105 @@ public final class PolicyBuilder {
           claim(claims, p, mac.text() + " (not attached yet)", where);
         }
       }
+      rules(fi, where, trusted, config);
       warnings.add(name + " metadata: interface " + mac + ": no such NIC yet (its NICs: "
           + (nicMacs.isEmpty() ? "none" : String.join(", ", nicMacs.stream().map(Mac::text).toList()))
           + "); the entry applies once a NIC with this MAC is attached");
     }
     return new DomainPolicy(name, uuid, List.copyOf(out), List.copyOf(warnings));
+  }
+
+  /**
+   * The NIC's {@code uc:ingress} / {@code uc:egress}, validated. A trusted NIC is not filtered in either
+   * direction, but its rules are still checked (a typo is refused, not kept for later).
+   */
+  private static StatefulRules rules(FirewallInterface fi, String where, boolean trusted, Config config) {
+    List<Allow> in = allows(fi.ingress, where, "ingress", "from");
+    List<Allow> out = allows(fi.egress, where, "egress", "to");
+    if (trusted) {
+      return StatefulRules.NONE;
+    }
+    if (config.backend().equals("nwfilter") && (fi.ingress != null || fi.egress != null)) {
+      throw UncloudException.invalid(where + ": uc:ingress/uc:egress are enforced by backend = nft only;"
+          + " with backend = nwfilter they would be ignored, so they are refused");
+    }
+    boolean ingress = fi.ingress != null || config.ingressDeny();
+    return new StatefulRules(ingress, in, fi.egress != null, out);
+  }
+
+  private static List<Allow> allows(FirewallInterface.Rules rules, String where, String direction, String peer) {
+    if (rules == null) {
+      return List.of();
+    }
+    if (rules.allows.size() > StatefulRules.MAX_RULES) {
+      throw UncloudException.invalid(where + ": uc:" + direction + " has " + rules.allows.size()
+          + " rules; at most " + StatefulRules.MAX_RULES + " are allowed (use prefixes and port ranges)");
+    }
+    List<Allow> out = new ArrayList<>();
+    for (FirewallInterface.Allow a : rules.allows) {
+      String wrong = peer.equals("from") ? a.to : a.from;
+      if (wrong != null) {
+        throw UncloudException.invalid(where + ": " + direction + " rule " + text(a) + ": " + direction
+            + " rules take '" + peer + "' (the remote side), not '" + (peer.equals("from") ? "to" : "from") + "'");
+      }
+      out.add(allow(a, where + ": " + direction + " rule " + text(a), peer.equals("from") ? a.from : a.to, peer));
+    }
+    return List.copyOf(out);
+  }
+
+  private static final Pattern PORT = Pattern.compile("([0-9]{1,5})(-([0-9]{1,5}))?");
+
+  private static Allow allow(FirewallInterface.Allow a, String where, String peerText, String peer) {
+    String proto = a.protocol == null ? "any" : a.protocol.strip();
+    Protocol protocol = Protocol.parse(proto);
+    if (protocol == null) {
+      throw UncloudException.invalid(where + ": unknown protocol '" + printable(proto)
+          + "' (tcp, udp, icmp, icmpv6 or any)");
+    }
+    int lo = 0;
+    int hi = 0;
+    if (a.port != null) {
+      if (!protocol.hasPorts()) {
+        throw UncloudException.invalid(where + ": a port needs protocol=\"tcp\" or \"udp\"");
+      }
+      java.util.regex.Matcher m = PORT.matcher(a.port.strip());
+      if (!m.matches()) {
+        throw UncloudException.invalid(where + ": port '" + printable(a.port) + "' is not a port or a lo-hi range");
+      }
+      lo = Integer.parseInt(m.group(1));
+      hi = m.group(3) == null ? lo : Integer.parseInt(m.group(3));
+      if (lo < 1 || lo > 65535 || hi < 1 || hi > 65535) {
+        throw UncloudException.invalid(where + ": ports are 1 to 65535");
+      }
+      if (hi < lo) {
+        throw UncloudException.invalid(where + ": port range " + lo + "-" + hi + " is reversed; write " + hi + "-" + lo);
+      }
+    }
+    IpPrefix p = null;
+    if (peerText != null) {
+      try {
+        p = IpPrefix.parse(peerText);
+      } catch (UncloudException e) {
+        throw UncloudException.invalid(where + ": " + peer + ": " + e.getMessage());
+      }
+      if (!protocol.covers(p.v6())) {
+        throw UncloudException.invalid(where + ": " + peer + " " + p + " is an IPv" + (p.v6() ? "6" : "4")
+            + " prefix, but " + protocol.text() + " is IPv" + (p.v6() ? "4" : "6") + " only");
+      }
+    }
+    return new Allow(protocol, lo, hi, p, text(a));
+  }
+
+  /** The rule as an operator wrote it, for messages: {@code <uc:allow protocol="tcp" port="22"/>}. */
+  private static String text(FirewallInterface.Allow a) {
+    StringBuilder b = new StringBuilder("<uc:allow");
+    String[][] attrs = {{"protocol", a.protocol}, {"port", a.port}, {"from", a.from}, {"to", a.to}};
+    for (String[] kv : attrs) {
+      if (kv[1] != null) {
+        b.append(' ').append(kv[0]).append("=\"").append(printable(kv[1])).append('"');
+      }
+    }
+    return b.append("/>").toString();
   }
 
   /** libvirt writes UUIDs in lower case with dashes; so do we, whatever the XML had. */

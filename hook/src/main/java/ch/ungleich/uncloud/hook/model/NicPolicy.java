@@ -14,6 +14,7 @@ import java.util.List;
  * @param ipv4 allowed IPv4 sources
  * @param ipv6 allowed IPv6 sources: listed addresses and prefixes plus the NIC's link-local ones
  * @param dhcpClient whether a DHCP discover from 0.0.0.0:68 to 255.255.255.255:67 may pass
+ * @param rules the stateful ingress/egress rules ({@link StatefulRules#NONE} when there are none)
  */
 public record NicPolicy(
     String tap,
@@ -25,7 +26,27 @@ public record NicPolicy(
     String reason,
     AddressSet ipv4,
     AddressSet ipv6,
-    boolean dhcpClient) {
+    boolean dhcpClient,
+    StatefulRules rules) {
+
+  /** Without stateful rules (what every NIC had before issue 17). */
+  public NicPolicy(String tap, Mac mac, String name, String type, boolean filterable, Mode mode, String reason,
+      AddressSet ipv4, AddressSet ipv6, boolean dhcpClient) {
+    this(tap, mac, name, type, filterable, mode, reason, ipv4, ipv6, dhcpClient, StatefulRules.NONE);
+  }
+
+  /** The same NIC with another tap name. */
+  public NicPolicy withTap(String newTap) {
+    return new NicPolicy(newTap, mac, name, type, filterable, mode, reason, ipv4, ipv6, dhcpClient, rules);
+  }
+
+  /**
+   * Whether the delivery filter applies: a filtered NIC (not {@link Mode#OPEN}) on a bridge receives
+   * only frames to its own MAC, broadcast or multicast.
+   */
+  public boolean delivered() {
+    return hasChain() && mode != Mode.OPEN;
+  }
 
   /**
    * Whether this NIC gets a chain and a map element of its own: a type on a Linux bridge and a tap.

@@ -134,6 +134,41 @@ public final class StateStore {
     }
   }
 
+  /**
+   * The delivery-filter and security-group set elements installed for a tap (issue 17), as {@link
+   * ch.ungleich.uncloud.hook.nft.InboundScript#elements} rendered them; empty if none. They are what a
+   * later event removes, so that it never has to list the sets (O(1) in the number of ports).
+   */
+  public List<String> inbound(String tap) {
+    String s = read(dir.resolve("inbound").resolve(tap));
+    List<String> out = new ArrayList<>();
+    if (s != null) {
+      for (String l : s.split("\n")) {
+        if (!l.isBlank()) {
+          out.add(l.strip());
+        }
+      }
+    }
+    return out;
+  }
+
+  /** Records each tap's elements (an empty list removes the record); call only after the script was applied. */
+  public void commitInbound(Map<String, List<String>> elements) {
+    for (Map.Entry<String, List<String>> e : elements.entrySet()) {
+      Path p = dir.resolve("inbound").resolve(e.getKey());
+      if (e.getValue().isEmpty()) {
+        delete(p);
+      } else {
+        write(p, String.join("\n", e.getValue()) + "\n");
+      }
+    }
+  }
+
+  /** Every tap with an inbound record. */
+  public List<String> inboundTaps() {
+    return list("inbound");
+  }
+
   /** Every ownership record: tap to owner (records that cannot be read as one are skipped). */
   public Map<String, Owner> records() {
     Map<String, Owner> out = new TreeMap<>();

@@ -224,6 +224,13 @@ class ChecksTest {
     assertEquals(Status.WARN, s.get(0).status());
     assertTrue(s.get(0).fix().startsWith("sysctl -w net.bridge.bridge-nf-call-iptables=0"));
     assertEquals(Status.PASS, s.get(1).status());
+    // with uc:ingress / uc:egress on a NIC the sysctls must be 1: else their IP is dropped (fail closed)
+    List<Check> st = Checks.bridgeNfCall("1", "0", List.of("web01 net0"));
+    assertEquals(Status.PASS, st.get(0).status());
+    assertTrue(st.get(0).found().contains("needed by uc:ingress/uc:egress of web01 net0"), st.get(0).found());
+    assertEquals(Status.FAIL, st.get(1).status());
+    assertTrue(st.get(1).fix().startsWith("sysctl -w net.bridge.bridge-nf-call-ip6tables=1"), st.get(1).fix());
+    assertTrue(Checks.bridgeNfCall(null, null, List.of("a", "b", "c", "d")).get(0).fix().startsWith("modprobe br_netfilter"));
     assertEquals(0, Checks.exitCode(List.of(Check.pass("a", null, "x"))));
     assertEquals(1, Checks.exitCode(List.of(Check.pass("a", null, "x"), Check.warn("b", null, "y", "z"))));
     assertEquals(2, Checks.exitCode(List.of(Check.fail("a", null, "x", "f"), Check.warn("b", null, "y", "z"))));

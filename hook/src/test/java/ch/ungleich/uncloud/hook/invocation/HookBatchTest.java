@@ -104,7 +104,8 @@ class HookBatchTest {
       assertTrue(s.contains("add chain bridge uncloud port-vnet" + n + "\n"), s);
       assertEquals(uuid(n), owner("vnet" + n));
     }
-    assertEquals(1, count(s, "add table bridge uncloud"), "the prelude once, not once per domain");
+    assertEquals(1, count(s, "add table bridge uncloud {"), "the prelude once, not once per domain");
+    assertEquals(1, count(s, "add table bridge uncloud-inbound {"), "the inbound prelude once, not once per domain");
     assertEquals(List.of(), spooled(), "handled files are removed: their launchers need not run a JVM");
     assertEquals("", stderr());
     assertTrue(Files.readString(tmp.resolve("log")).contains("hook-batch reconnect: 3 domains from " + spool
@@ -143,7 +144,16 @@ class HookBatchTest {
           new ByteArrayInputStream(xml(n, "vnet" + n).getBytes(StandardCharsets.UTF_8)));
     }
     String prelude = single.scripts.get(0).substring(0, single.scripts.get(0).indexOf("add chain bridge uncloud port-"));
-    String expected = single.scripts.get(0) + single.scripts.get(1).substring(prelude.length());
+    // each single script: anti-spoofing, then the inbound prelude and that domain's elements (issue 17);
+    // combined: all anti-spoofing, then the inbound prelude once and every domain's elements
+    String in = "add table bridge uncloud-inbound ";
+    String[] one = {single.scripts.get(0), single.scripts.get(1)};
+    int at0 = one[0].indexOf(in);
+    int at1 = one[1].indexOf(in);
+    String inPrelude = String.join("\n", ch.ungleich.uncloud.hook.nft.InboundScript.prelude()) + "\n";
+    String expected = one[0].substring(0, at0) + one[1].substring(prelude.length(), at1) + one[0].substring(at0)
+        + one[1].substring(at1 + inPrelude.length());
+    assertTrue(one[1].substring(at1).startsWith(inPrelude));
     spool("1.xml", xml(1, "vnet1"));
     spool("2.xml", xml(2, "vnet2"));
     batch();
