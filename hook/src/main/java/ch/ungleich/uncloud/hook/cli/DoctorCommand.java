@@ -217,8 +217,9 @@ final class DoctorCommand implements Callable<Integer> {
         }
       }
     }
-    checks.addAll(Checks.bridgeNfCall(host.sysctl("net.bridge.bridge-nf-call-iptables"),
-        host.sysctl("net.bridge.bridge-nf-call-ip6tables"), stateful));
+    String v4 = host.sysctl("net.bridge.bridge-nf-call-iptables");
+    checks.addAll(Checks.bridgeNfCall(v4, host.sysctl("net.bridge.bridge-nf-call-ip6tables"), stateful,
+        stateful.isEmpty() ? null : kernelPaths(host, cfg.nft(), v4 != null)));
 
     int code = Checks.exitCode(checks);
     int pass = 0;
@@ -263,6 +264,45 @@ final class DoctorCommand implements Callable<Integer> {
       }
     }
     return Checks.etcd(endpoints, missing, cfg.unlisted());
+  }
+
+  /**
+   * Which kernel paths for conntrack of bridged IP exist: br_netfilter (used) and nf_conntrack_bridge
+   * (not used). From {@code /proc/modules} and {@code /lib/modules/<release>}; only when neither knows
+   * nf_conntrack_bridge, the kernel is asked with {@code nft -c} (a check: nothing is applied, and with
+   * no module file there is nothing it could load).
+   */
+  static Checks.KernelPaths kernelPaths(LinuxHost host, String nft, boolean sysctls) {
+    String lib = "/lib/modules/" + System.getProperty("os.version");
+    String loaded = host.readFile("/proc/modules");
+    String builtin = host.readFile(lib + "/modules.builtin");
+    String br = module(host, lib, loaded, builtin, "br_netfilter", "kernel/net/bridge/br_netfilter.ko");
+    if (br == null) {
+      br = sysctls ? "built in" : "absent";
+    }
+    String ct = module(host, lib, loaded, builtin, "nf_conntrack_bridge", "kernel/net/bridge/netfilter/nf_conntrack_bridge.ko");
+    if (ct == null) {
+      LinuxHost.Result r = host.run(List.of(nft, "-c", "add table bridge uncloud-doctor-probe; add chain bridge"
+          + " uncloud-doctor-probe c; add rule bridge uncloud-doctor-probe c ct state established accept"), 10);
+      ct = r.exit() == 0 ? "built in" : r.err().contains("Protocol error") ? "absent" : null;
+    }
+    return new Checks.KernelPaths(br, ct);
+  }
+
+  /** {@code loaded}, {@code built in}, {@code module} (a file, not loaded), or null when nothing says. */
+  private static String module(LinuxHost host, String lib, String loaded, String builtin, String name, String path) {
+    if (loaded != null && loaded.lines().anyMatch(l -> l.startsWith(name + " "))) {
+      return "loaded";
+    }
+    if (builtin != null && builtin.lines().anyMatch(l -> l.strip().equals(path))) {
+      return "built in";
+    }
+    for (String ext : List.of("", ".xz", ".zst", ".gz")) {
+      if (host.file(lib + "/" + path + ext).exists()) {
+        return "module";
+      }
+    }
+    return null;
   }
 
   /** The agent check from state_dir/agent.json (an unreadable file counts as none). */

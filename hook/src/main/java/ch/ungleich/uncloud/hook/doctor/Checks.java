@@ -11,6 +11,7 @@ import ch.ungleich.uncloud.hook.model.IpPrefix;
 import ch.ungleich.uncloud.hook.model.Mode;
 import ch.ungleich.uncloud.hook.model.NicPolicy;
 import ch.ungleich.uncloud.hook.model.VmTaps;
+import ch.ungleich.uncloud.hook.nft.InboundDrift;
 import ch.ungleich.uncloud.hook.nft.NftBackend;
 import ch.ungleich.uncloud.hook.nft.ReconcilePlan;
 import ch.ungleich.uncloud.hook.nwfilter.FilterXml;
@@ -375,7 +376,8 @@ public final class Checks {
     boolean stale = false;
     boolean drift = false;
     for (ReconcilePlan.Change c : plan.changes()) {
-      String subject = c.tap() == null ? "table bridge uncloud" : c.tap() + (c.domain() == null ? "" : " (" + c.domain() + ")");
+      String subject = c.tap() != null ? c.tap() + (c.domain() == null ? "" : " (" + c.domain() + ")")
+          : c.action().equals(InboundDrift.ACTION) ? "tables uncloud-inbound" : "table bridge uncloud";
       if (c.action().equals("prelude") && filteredNics == 0) {
         // no NIC needs the table yet (fresh install, no VM): the hook creates it at the first start
         continue;
@@ -643,30 +645,74 @@ public final class Checks {
     return bridgeNfCall(v4, v6, List.of());
   }
 
+  /** {@link #bridgeNfCall(String, String, List, KernelPaths)} without knowing the kernel's modules. */
+  public static List<Check> bridgeNfCall(String v4, String v6, List<String> stateful) {
+    return bridgeNfCall(v4, v6, stateful, null);
+  }
+
+  /**
+   * What the kernel offers for conntrack of bridged IP, each {@code built in}, {@code loaded} (a
+   * module), {@code module} (a module file, not loaded), {@code absent}, or null (unknown). doctor reads
+   * {@code /proc/modules}, {@code /lib/modules/<release>} and, only when neither has a module file, asks
+   * the kernel ({@code nft -c} of a {@code ct} rule in a bridge table: never loads a module).
+   *
+   * @param brNetfilter br_netfilter: bridged IP through the inet hooks (the path used)
+   * @param conntrackBridge nf_conntrack_bridge: conntrack in the bridge family itself (not used)
+   */
+  public record KernelPaths(String brNetfilter, String conntrackBridge) {
+    /** One phrase for doctor's line. */
+    String describe() {
+      String cb = conntrackBridge == null ? "nf_conntrack_bridge: unknown"
+          : conntrackBridge.equals("absent") ? "nf_conntrack_bridge is not in this kernel (ct in a bridge table fails), so this is"
+              + " the only path here"
+          : "nf_conntrack_bridge is " + (conntrackBridge.equals("module") ? "available as a module (not loaded)" : conntrackBridge)
+              + ": detected, not used (conntrack in the bridge table would save br_netfilter's pass; not implemented,"
+              + " see docs/design.md#traffic-to-vms)";
+      return "br_netfilter" + (brNetfilter == null ? "" : " (" + brNetfilter + ")") + " passes bridged IP through table inet "
+          + "uncloud-inbound, where conntrack works; " + cb;
+    }
+  }
+
+  private static String or(String state) {
+    return state == null ? "unknown" : state;
+  }
+
   /**
    * {@code net.bridge.bridge-nf-call-iptables} and {@code -ip6tables}; null when br_netfilter is not
    * loaded. {@code stateful} names the NICs with uc:ingress / uc:egress (or every NIC with metadata
    * under {@code ingress = deny}): their rules are decided in {@code table inet uncloud-inbound}, which
    * bridged IP reaches only through br_netfilter with these sysctls at 1 (the one path implemented:
-   * conntrack in the inet family; {@code nf_conntrack_bridge}, where a kernel has it, is not used).
-   * Without it such NICs are cut off, never opened: FAIL, with the fix.
+   * conntrack in the inet family; {@code nf_conntrack_bridge}, where a kernel has it, is not used; the
+   * first line says which the kernel has, {@code kernel} null: not said). Without it such NICs are cut
+   * off, never opened: FAIL, with the fix.
    */
-  public static List<Check> bridgeNfCall(String v4, String v6, List<String> stateful) {
+  public static List<Check> bridgeNfCall(String v4, String v6, List<String> stateful, KernelPaths kernel) {
     List<Check> out = new ArrayList<>();
     if (!stateful.isEmpty()) {
       String who = stateful.size() <= 3 ? String.join(", ", stateful) : stateful.get(0) + " and " + (stateful.size() - 1) + " more NICs";
       String[][] need = {{"net.bridge.bridge-nf-call-iptables", v4, "IPv4"}, {"net.bridge.bridge-nf-call-ip6tables", v6, "IPv6"}};
+      boolean first = true;
       for (String[] s : need) {
         if ("1".equals(s[1])) {
-          out.add(Check.pass("sysctl", s[0], "= 1: needed by uc:ingress/uc:egress of " + who + " (path: br_netfilter passes"
-              + " bridged " + s[2] + " through table inet " + "uncloud-inbound, where conntrack works; nf_conntrack_bridge is not used)"));
+          out.add(Check.pass("sysctl", s[0], "= 1: needed by uc:ingress/uc:egress of " + who
+              + (kernel == null || !first
+                  ? " (path: br_netfilter passes bridged " + s[2] + " through table inet uncloud-inbound, where conntrack works;"
+                      + " nf_conntrack_bridge is not used)"
+                  : "; kernel path: " + kernel.describe())));
         } else {
+          boolean none = "absent".equals(kernel == null ? null : kernel.brNetfilter());
           out.add(Check.fail("sysctl", s[0], (s[1] == null ? "absent (br_netfilter not loaded)" : "= " + s[1])
                   + ": the uc:ingress/uc:egress rules of " + who + " are decided in table inet uncloud-inbound, which bridged "
-                  + s[2] + " reaches only through br_netfilter; until then their " + s[2] + " is dropped (fail closed)",
-              (s[1] == null ? "modprobe br_netfilter; " : "") + "sysctl -w " + s[0] + "=1 and persist it in /etc/sysctl.d/"
-                  + " (per network namespace: the one libvirtd's bridges are in)"));
+                  + s[2] + " reaches only through br_netfilter; until then their " + s[2] + " is dropped (fail closed)"
+                  + (kernel == null || !first ? "" : "; kernel: br_netfilter " + or(kernel.brNetfilter()) + ", nf_conntrack_bridge "
+                      + or(kernel.conntrackBridge())),
+              none
+                  ? "this kernel has no br_netfilter (CONFIG_BRIDGE_NETFILTER): uc:ingress/uc:egress cannot be enforced here;"
+                      + " boot a kernel that has it, or remove uc:ingress/uc:egress (and ingress = deny)"
+                  : (s[1] == null ? "modprobe br_netfilter; " : "") + "sysctl -w " + s[0] + "=1 and persist it in /etc/sysctl.d/"
+                      + " (per network namespace: the one libvirtd's bridges are in)"));
         }
+        first = false;
       }
       return out;
     }

@@ -5,7 +5,9 @@ import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
 import ch.ungleich.uncloud.hook.model.NicPolicy;
 import ch.ungleich.uncloud.hook.model.VmTaps;
+import ch.ungleich.uncloud.hook.nft.InboundDrift;
 import ch.ungleich.uncloud.hook.nft.InboundScript;
+import ch.ungleich.uncloud.hook.nft.InboundState;
 import ch.ungleich.uncloud.hook.nft.NftBackend;
 import ch.ungleich.uncloud.hook.nft.NftJson;
 import ch.ungleich.uncloud.hook.nft.NftRunner;
@@ -101,12 +103,14 @@ public final class Reconcile {
    * nft lists our table: two nft processes, one per core.
    */
   public ReconcilePlan plan() {
-    ReconcilePlan same = unchanged();
+    Map<String, Owner> records = timed("read records", store::records);
+    ReconcilePlan same = unchanged(timed("generation", nft::generation), records);
     if (same != null) {
-      return same;
+      return with(same, inboundFromRecords(records));
     }
     CompletableFuture<NftState> canonical = CompletableFuture.supplyAsync(this::canonical);
-    return plan(observeTimed(), canonical);
+    ReconcilePlan p = plan(observeTimed(), canonical, records);
+    return with(p, timed("inbound", () -> inboundDrift(p.records())));
   }
 
   /**
@@ -114,11 +118,8 @@ public final class Reconcile {
    * check); the fingerprint is not used: doctor compares what is installed, every time.
    */
   public ReconcilePlan plan(NftState canonical) {
-    return plan(observeTimed(), CompletableFuture.completedFuture(canonical));
-  }
-
-  private ReconcilePlan plan(NftState observed, CompletableFuture<NftState> canonical) {
-    return plan(observed, canonical, timed("read records", store::records));
+    ReconcilePlan p = plan(observeTimed(), CompletableFuture.completedFuture(canonical), timed("read records", store::records));
+    return with(p, inboundDrift(p.records()));
   }
 
   private ReconcilePlan plan(NftState observed, CompletableFuture<NftState> canonical, Map<String, Owner> records) {
@@ -146,15 +147,16 @@ public final class Reconcile {
       Map<String, Owner> records = timed("read records", store::records);
       ReconcilePlan same = unchanged(before, records);
       if (same != null) {
-        // the fingerprint covers the anti-spoofing inputs; the inbound elements are compared on their own
-        InboundScript.Change in = inbound(records);
-        String script = InboundScript.append("", head(), in);
-        if (!script.isEmpty()) {
-          nft.apply(script);
+        // the fingerprint covers the anti-spoofing inputs; the inbound elements are compared on their
+        // own, with the records (the kernel cannot differ from them: no transaction since the last
+        // reconcile, which compared them with the kernel)
+        Inbound in = inboundFromRecords(records);
+        if (!in.script().isEmpty()) {
+          nft.apply(String.join("\n", in.script()) + "\n");
           store.fingerprint(null);
         }
         store.commitInbound(in.records());
-        return same;
+        return with(same, in);
       }
       CompletableFuture<NftState> canonical = CompletableFuture.supplyAsync(this::canonical);
       NftState observed = observeTimed();
@@ -165,8 +167,9 @@ public final class Reconcile {
           CompletableFuture.supplyAsync(() -> timed("digest", () -> inputs(p.records(), taps(p.records()))));
       String after = before.orElse(null);
       // the delivery filter and security groups (issue 17) go into the same transaction
-      InboundScript.Change in = timed("inbound", () -> inbound(p.records()));
-      String script = InboundScript.append(p.script(), in.isEmpty() ? List.of() : head(), in);
+      Inbound in = timed("inbound", () -> inboundDrift(p.records()));
+      ReconcilePlan all = with(p, in);
+      String script = all.script();
       if (!script.isEmpty()) {
         timed("nft apply", () -> {
           nft.apply(script);
@@ -188,8 +191,78 @@ public final class Reconcile {
         store.fingerprint(f == null ? null : f.encode());
         return null;
       });
+      return all;
+    }
+  }
+
+  /**
+   * The inbound part of a reconcile: lines for the transaction (after the anti-spoofing script), what
+   * they change, and every tap's record once applied.
+   */
+  record Inbound(List<String> script, List<ReconcilePlan.Change> changes, Map<String, List<String>> records) {}
+
+  /** {@code p} with the inbound part added to its script and changes. */
+  private static ReconcilePlan with(ReconcilePlan p, Inbound in) {
+    if (in.script().isEmpty() && in.changes().isEmpty()) {
       return p;
     }
+    StringBuilder b = new StringBuilder(p.script());
+    in.script().forEach(l -> b.append(l).append('\n'));
+    List<ReconcilePlan.Change> changes = new java.util.ArrayList<>(p.changes());
+    changes.addAll(in.changes());
+    return new ReconcilePlan(b.toString(), List.copyOf(changes), p.notes(), p.records());
+  }
+
+  /**
+   * The inbound tables compared with the kernel ({@link InboundDrift}): both listed, the prelude loaded
+   * into a scratch namespace meanwhile (two nft processes, one per core).
+   */
+  private Inbound inboundDrift(Map<String, Owner> records) {
+    CompletableFuture<InboundState> canonical = CompletableFuture.supplyAsync(
+        () -> InboundState.parse(nft.canonicalInbound(String.join("\n", InboundScript.prelude()) + "\n")));
+    InboundState observed = InboundState.parse(
+        listOurs(nft, "-j", "-p", "list", "table", "bridge", InboundScript.TABLE),
+        listOurs(nft, "-j", "-p", "list", "table", "inet", InboundScript.TABLE));
+    Map<String, List<String>> want = inboundWanted(records);
+    InboundDrift.Result d = InboundDrift.compare(want, records, observed, join(canonical));
+    return new Inbound(d.script(), d.changes(), inboundRecords(want));
+  }
+
+  /** The records of every tap wanted, and none for the other recorded taps. */
+  private Map<String, List<String>> inboundRecords(Map<String, List<String>> want) {
+    Map<String, List<String>> records = new TreeMap<>(want);
+    for (String tap : store.inboundTaps()) {
+      records.putIfAbsent(tap, List.of());
+    }
+    return records;
+  }
+
+  /**
+   * The inbound elements compared with the records only (the fingerprint matched: no transaction since
+   * the last reconcile compared the kernel with them); the tables' presence is checked all the same.
+   */
+  private Inbound inboundFromRecords(Map<String, Owner> records) {
+    InboundScript.Change c = inbound(records);
+    List<String> script = c.isEmpty() ? List.of() : new java.util.ArrayList<>(head());
+    if (!c.isEmpty()) {
+      script.addAll(c.lines());
+    }
+    List<ReconcilePlan.Change> changes = new java.util.ArrayList<>();
+    if (!inboundPresent && !c.isEmpty()) {
+      changes.add(new ReconcilePlan.Change(InboundDrift.ACTION, null, null, null,
+          "inbound tables were missing: both rebuilt with every NIC's elements"));
+    } else if (!c.isEmpty()) {
+      for (Map.Entry<String, List<String>> e : c.records().entrySet()) {
+        List<String> before = store.inbound(e.getKey());
+        if (!before.equals(e.getValue())) {
+          Owner o = records.get(e.getKey());
+          changes.add(new ReconcilePlan.Change(InboundDrift.ACTION, e.getKey(), o == null ? null : o.domain(),
+              o == null ? null : o.uuid(), "inbound elements differ from the metadata (" + before.size() + " installed, "
+                  + e.getValue().size() + " expected)"));
+        }
+      }
+    }
+    return new Inbound(List.copyOf(script), List.copyOf(changes), c.records());
   }
 
   /**
@@ -226,11 +299,6 @@ public final class Reconcile {
   }
 
   private boolean inboundPresent;
-
-  /** {@link #unchanged(Optional, Map)} with the generation and records read now (no lock: a dry run). */
-  private ReconcilePlan unchanged() {
-    return unchanged(timed("generation", nft::generation), timed("read records", store::records));
-  }
 
   /** The recorded empty plan when the fingerprint matches the kernel's generation and the inputs now; else null. */
   private ReconcilePlan unchanged(Optional<String> generation, Map<String, Owner> records) {

@@ -41,4 +41,13 @@ public interface NftRunner {
   default String canonical(String script) {
     throw new UnsupportedOperationException(getClass().getSimpleName() + " cannot canonicalise scripts");
   }
+
+  /**
+   * Like {@link #canonical}, for the inbound tables ({@link InboundScript}): loads {@code script} into
+   * an empty scratch network namespace and returns {@code nft -j -p list table bridge uncloud-inbound}
+   * and {@code ... inet uncloud-inbound} from there, one JSON document after the other.
+   */
+  default String canonicalInbound(String script) {
+    throw new UnsupportedOperationException(getClass().getSimpleName() + " cannot canonicalise scripts");
+  }
 }

@@ -44,6 +44,16 @@ public final class ProcessNftRunner implements NftRunner {
   }
 
   @Override
+  public String canonicalInbound(String script) {
+    String list = "\"$0\" -j -p list table %s " + InboundScript.TABLE;
+    List<String> cmd =
+        List.of(
+            "unshare", "--net", "--", "/bin/sh", "-c",
+            "\"$0\" -f - && " + String.format(list, "bridge") + " && echo && " + String.format(list, "inet"), nft);
+    return exec(cmd, script);
+  }
+
+  @Override
   public java.util.Optional<String> generation() {
     String boot;
     try {
