@@ -312,18 +312,19 @@ class CliLibvirtTest {
     Proc.Result t = cli("status");
     sample("status", "uncloud-hook status", t);
     assertEquals(0, t.exit(), t.describe());
-    assertTrue(t.out().matches("(?s)DOMAIN +NIC +TAP +MAC +MODE +RULES +DROPPED +ALLOWED\n.*"), t.out());
+    assertTrue(t.out().matches("(?s)DOMAIN +NIC +TAP +MAC +MODE +RULES +DROPPED +INBOUND +ALLOWED\n.*"), t.out());
     assertTrue(t.out().matches("(?s).*\nucc-vm1 +net0 +" + tap1 + " +" + G1.mac() + " +filter +installed +0 pkts / 0 B +.*"), t.out());
     assertTrue(t.out().contains("192.0.2.10, 2001:db8:0:1::10, 2001:db8:1234::/64, " + G1.linkLocal()), t.out());
     Proc.Result j = cli("status", "ucc-vm2", "--json");
     sample("status-json", "uncloud-hook status ucc-vm2 --json", j);
     JsonNode s = json(j);
-    assertEquals(List.of("backend", "domains", "agent"), keys(s));
+    assertEquals(List.of("backend", "domains", "agent", "inbound"), keys(s));
     assertTrue(s.get("agent").isNull(), "no agent runs in this lab: " + s);
     JsonNode d = s.get("domains").get(0);
     assertEquals(List.of("name", "uuid", "running", "error", "nics"), keys(d));
     JsonNode n = d.get("nics").get(0);
-    assertEquals(List.of("name", "mac", "tap", "type", "mode", "reason", "ipv4", "ipv6", "rules", "dropped"), keys(n));
+    assertEquals(List.of("name", "mac", "tap", "type", "mode", "reason", "ipv4", "ipv6", "rules", "dropped", "inbound"), keys(n));
+    assertEquals("{\"delivery\":true,\"ingress\":null,\"egress\":null}", n.get("inbound").toString());
     assertEquals("installed", n.get("rules").asText());
     assertEquals("[\"192.0.2.20\"]", n.get("ipv4").toString());
     assertEquals(List.of("packets", "bytes"), keys(n.get("dropped")));
@@ -720,8 +721,149 @@ class CliLibvirtTest {
     assertUnchangedWithoutListing();
   }
 
+  // ------------------------------------------------------------------ traffic to VMs (issue 17)
+
+  static final String INJ4 = "192.0.2.98";
+  static final String INJ6 = "2001:db8:0:1::98";
+  static final String INGRESS_80 = "<ingress><allow protocol='tcp' port='80'/></ingress>";
+
+  /**
+   * uc:ingress on ucc-vm1 (the lab's veth, with a real IP stack and a listener on tcp 80 and 23):
+   * doctor and reconcile cover the inbound tables. Each breakage is first shown to cost real protection
+   * (a connection to the forbidden port 23 from the lab's outside host gets through, or the allowed one
+   * no longer does); doctor FAILs naming it, one reconcile repairs all of it in one transaction, and the
+   * same connections show the protection is back.
+   */
   @Test
   @Order(11)
+  void inboundDriftIsFoundAndOneReconcileRestoresTheProtection() throws IOException {
+    String tap1 = tapOf("ucc-vm1", G1.mac());
+    NetnsLab.Port vm = lab.vm(0);
+    NetnsLab.Port inj = lab.injector();
+    lab.exec(lab.hv(), "sh", "-ec", "echo 1 > /proc/sys/net/bridge/bridge-nf-call-iptables;"
+        + " echo 1 > /proc/sys/net/bridge/bridge-nf-call-ip6tables").ok();
+    lab.exec(vm.netns(), "sh", "-ec", "ip addr add " + G1.ip4() + "/24 dev eth0; ip addr add " + G1.ip6() + "/64 dev eth0 nodad").ok();
+    lab.exec(inj.netns(), "sh", "-ec", "ip addr add " + INJ4 + "/24 dev eth0; ip addr add " + INJ6 + "/64 dev eth0 nodad").ok();
+    Process listener = new ProcessBuilder("ip", "netns", "exec", vm.netns(), FrameTool.PYTHON, InboundLabTest.script(), "listen",
+        G1.ip4(), G1.ip6(), "80,23", "").redirectErrorStream(true).start();
+    try {
+      assertEquals("READY", new java.io.BufferedReader(new java.io.InputStreamReader(listener.getInputStream())).readLine());
+      assertEquals("OK", tcp(inj, INJ4, G1.ip4(), 23)); // the listener answers: a later FAIL is the filter's
+      setIngress(INGRESS_80);
+      Proc.Result rec = cli("reconcile");
+      assertEquals(0, rec.exit(), rec.describe());
+      assertProtected();
+      assertEquals("OK", tcp(inj, INJ6, G1.ip6(), 80), lab.ruleset());
+
+      // status: the rules in force per NIC, and the inbound drop counters, which a real forbidden
+      // connection raises and an allowed one does not
+      JsonNode st = json(cli("status", "ucc-vm1", "--json").ok());
+      assertEquals("{\"delivery\":true,\"ingress\":1,\"egress\":null}", st.get("domains").get(0).get("nics").get(0).get("inbound").toString());
+      assertEquals(List.of("table", "chain", "reason", "packets", "bytes"), keys(st.get("inbound").get(0)));
+      long before = inboundDropped();
+      assertEquals("OK", tcp(inj, INJ4, G1.ip4(), 80));
+      assertEquals(before, inboundDropped(), "an allowed connection is no drop");
+      assertEquals("FAIL TimeoutError", tcp(inj, INJ4, G1.ip4(), 23));
+      long after = inboundDropped();
+      assertTrue(after > before, "the forbidden connection's SYNs were counted: " + before + " -> " + after);
+      Proc.Result text = cli("status");
+      sample("status-inbound", "uncloud-hook status", text);
+      assertTrue(text.out().matches("(?s).*\nucc-vm1 +net0 +" + tap1 + " +" + G1.mac() + " +filter +installed +\\d+ pkts / \\d+ B +in=1 out=off +.*"),
+          text.out());
+      assertTrue(text.out().contains("  " + after + " pkts / "), text.out());
+      Proc.Result prom = cli("status", "--prometheus").ok();
+      sample("status-inbound-prometheus", "uncloud-hook status --prometheus", prom);
+      Proc.Result parsed = Proc.run(Duration.ofSeconds(30), prom.out(),
+          List.of("/usr/bin/python3", Path.of("src/test/resources/lab/prometheus_parse.py").toAbsolutePath().toString()));
+      assertEquals(0, parsed.exit(), parsed.describe() + "\n" + prom.out());
+      double counted = -1;
+      double allows = -1;
+      for (JsonNode m : json(parsed)) {
+        JsonNode l = m.get("labels");
+        if (m.get("name").asText().equals("uncloud_hook_inbound_dropped_packets_total") && l.get("chain").asText().equals("ingress-decide")) {
+          assertEquals("counter", m.get("type").asText());
+          counted = m.get("value").asDouble();
+        }
+        if (m.get("name").asText().equals("uncloud_hook_inbound_allows") && l.get("domain").asText().equals("ucc-vm1")) {
+          assertEquals("ingress", l.get("direction").asText());
+          allows = m.get("value").asDouble();
+        }
+      }
+      assertEquals(after, (long) counted, prom.out());
+      assertEquals(1.0, allows, prom.out());
+      Proc.Result good = doctor();
+      assertOnlyTheAgentWarns(good);
+      assertTrue(line(good, "sysctl", "bridge-nf-call-iptables").contains("needed by uc:ingress/uc:egress of ucc-vm1 net0"), good.out());
+
+      // three breakages at once: the NIC's delivery-filter element, the decision chain's rules, and an
+      // allow nobody asked for
+      lab.nft("delete", "element", "bridge", "uncloud-inbound", "delivered", "{ \"" + tap1 + "\" }").ok();
+      lab.nft("flush", "chain", "inet", "uncloud-inbound", "ingress-decide").ok();
+      lab.nft("add", "element", "inet", "uncloud-inbound", "allow-in4", "{ " + G1.ip4() + " . 6 . 23 . 0.0.0.0/0 }").ok();
+      assertEquals("OK", tcp(inj, INJ4, G1.ip4(), 23), "the breakage opened port 23\n" + lab.ruleset());
+      Proc.Result broken = doctor();
+      sample("doctor-inbound-broken", "uncloud-hook doctor", broken);
+      assertEquals(2, broken.exit(), broken.describe());
+      String element = line(broken, "drift", tap1 + " (ucc-vm1)");
+      assertStatus("FAIL", element);
+      assertTrue(element.contains("1 inbound set element missing: delivered { \"" + tap1 + "\" }"), element);
+      assertEquals("uncloud-hook reconcile", fix(element));
+      assertStatus("FAIL", line(broken, "drift", "chain inet uncloud-inbound ingress-decide rules differ (0 installed"));
+      assertStatus("FAIL", line(broken, "drift", "no running NIC demands (removed): inet allow-in4 { " + G1.ip4() + " . 6 . 23 . 0.0.0.0/0 }"));
+      Proc.Result fixed = cli("reconcile");
+      sample("reconcile-inbound", "uncloud-hook reconcile", fixed);
+      assertEquals(0, fixed.exit(), fixed.describe());
+      assertTrue(fixed.out().startsWith("reconcile: 3 changes, one nft transaction"), fixed.out());
+      assertProtected();
+      assertTrue(cli("reconcile").out().startsWith("reconcile: nothing to change"));
+      assertOnlyTheAgentWarns(doctor());
+
+      // a whole table gone: fail closed (the allowed port is cut off too), then rebuilt
+      lab.nft("delete", "table", "inet", "uncloud-inbound").ok();
+      assertEquals("FAIL TimeoutError", tcp(inj, INJ4, G1.ip4(), 80), lab.ruleset());
+      Proc.Result gone = doctor();
+      assertStatus("FAIL", line(gone, "drift", "tables uncloud-inbound: table inet uncloud-inbound was missing"));
+      Proc.Result rebuilt = cli("reconcile");
+      assertTrue(rebuilt.out().contains("inbound table: table inet uncloud-inbound was missing: both inbound tables rebuilt"),
+          rebuilt.out());
+      assertProtected();
+    } finally {
+      listener.destroy();
+    }
+  }
+
+  /** status's counter of the inbound rule that drops what uc:ingress does not allow (every NIC's). */
+  long inboundDropped() {
+    for (JsonNode d : json(cli("status", "--json").ok()).get("inbound")) {
+      if (d.get("chain").asText().equals("ingress-decide")) {
+        assertEquals("uc:ingress: not allowed", d.get("reason").asText());
+        return d.get("packets").asLong();
+      }
+    }
+    throw new AssertionError("no ingress-decide counter in status --json");
+  }
+
+  /** tcp 80 from the outside host reaches ucc-vm1, tcp 23 does not. */
+  void assertProtected() {
+    String r = lab.ruleset();
+    assertEquals("OK", tcp(lab.injector(), INJ4, G1.ip4(), 80), r);
+    assertEquals("FAIL TimeoutError", tcp(lab.injector(), INJ4, G1.ip4(), 23), r);
+  }
+
+  /** ucc-vm1's metadata (live and persistent) with {@code rules} in its bridged NIC; the macvtap NIC trusted. */
+  void setIngress(String rules) {
+    String xml = "<firewall><interface mac='" + G1.mac() + "'><ip address='" + G1.ip4() + "'/><ip address='" + G1.ip6()
+        + "'/><ip address='" + G1.prefix6() + "'/>" + rules + "</interface><interface mac='" + MAC4 + "' trusted='true'/></firewall>";
+    lv.virsh("metadata", "ucc-vm1", "--uri", NS, "--key", "uc", "--live", "--config", "--set", xml).ok();
+  }
+
+  String tcp(NetnsLab.Port from, String src, String dst, int port) {
+    return lab.execIn(from.netns(), null, Duration.ofSeconds(20), FrameTool.PYTHON, InboundLabTest.script(), "tcp", src, dst,
+        String.valueOf(port)).ok().out().strip();
+  }
+
+  @Test
+  @Order(20)
   void docsCliMdShowsTheseOutputs() throws IOException {
     String doc = Files.readString(Path.of(System.getProperty("uncloud.root", "..")).resolve("docs/cli.md"));
     Matcher m = Pattern.compile("<!-- samples: ([^>]+?) -->\n```\n(.*?)```", Pattern.DOTALL).matcher(doc);

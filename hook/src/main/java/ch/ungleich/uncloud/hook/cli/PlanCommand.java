@@ -138,7 +138,7 @@ final class PlanCommand implements Callable<Integer> {
                 ch.ungleich.uncloud.hook.nft.NftState.ABSENT)
             .nics()
             .stream()
-            .map(n -> new StatusCommand.NicStatus(n.name(), n.mac(), n.tap(), n.type(), n.mode(), n.reason(), n.ipv4(), n.ipv6(), n.rules().equals("none") ? "none" : "planned", null))
+            .map(n -> new StatusCommand.NicStatus(n.name(), n.mac(), n.tap(), n.type(), n.mode(), n.reason(), n.ipv4(), n.ipv6(), n.rules().equals("none") ? "none" : "planned", null, n.inbound()))
             .toList();
     Result r = new Result(p.name(), p.uuid(), be, view.active(), placeholders, rows, p.warnings(), script, filterrefs);
     PrintWriter out = spec.commandLine().getOut();

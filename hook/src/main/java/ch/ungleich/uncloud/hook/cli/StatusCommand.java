@@ -7,6 +7,9 @@ import ch.ungleich.uncloud.hook.engine.Reconcile;
 import ch.ungleich.uncloud.hook.host.DomainView;
 import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
 import ch.ungleich.uncloud.hook.model.NicPolicy;
+import ch.ungleich.uncloud.hook.nft.InboundScript;
+import ch.ungleich.uncloud.hook.nft.InboundState;
+import ch.ungleich.uncloud.hook.nft.NftRunner;
 import ch.ungleich.uncloud.hook.nft.NftScript;
 import ch.ungleich.uncloud.hook.nft.NftState;
 import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
@@ -65,9 +68,47 @@ final class StatusCommand implements Callable<Integer> {
    *
    * @param agent what {@code state_dir/agent.json} says of the agent (null: no agent ever ran here)
    */
-  record Result(String backend, List<DomainStatus> domains, AgentInfo agent) {
+  record Result(String backend, List<DomainStatus> domains, AgentInfo agent, List<InboundDrop> inbound) {
     Result(String backend, List<DomainStatus> domains) {
-      this(backend, domains, null);
+      this(backend, domains, null, null);
+    }
+  }
+
+  /**
+   * A counting drop rule of the inbound tables (issue 17). Their chains are shared by every NIC (one
+   * hash lookup per packet whatever the number of VMs), so the counters are the host's, not a NIC's.
+   *
+   * @param table {@code bridge uncloud-inbound} or {@code inet uncloud-inbound}
+   * @param reason the rule's comment
+   */
+  record InboundDrop(String table, String chain, String reason, long packets, long bytes) {}
+
+  /**
+   * The inbound rules in force on a NIC.
+   *
+   * @param delivery whether its tap receives only frames to its own MAC, broadcast and multicast
+   * @param ingress the number of {@code uc:allow}s of its uc:ingress (0: only replies and what is always
+   *     allowed), null when inbound IP is not filtered
+   * @param egress the same for uc:egress
+   */
+  record InboundRules(boolean delivery, Integer ingress, Integer egress) {
+    static final InboundRules NONE = new InboundRules(false, null, null);
+
+    static InboundRules of(NicPolicy n) {
+      if (!n.delivered()) {
+        return NONE;
+      }
+      return new InboundRules(true, n.rules().ingress() ? n.rules().in().size() : null,
+          n.rules().egress() ? n.rules().out().size() : null);
+    }
+
+    /**
+     * The INBOUND column: {@code -} (no delivery filter), {@code delivery} (only that), or
+     * {@code in=N|off out=N|off} (the delivery filter and the allows of uc:ingress / uc:egress).
+     */
+    String cell() {
+      return !delivery ? "-" : ingress == null && egress == null ? "delivery"
+          : "in=" + (ingress == null ? "off" : ingress) + " out=" + (egress == null ? "off" : egress);
     }
   }
 
@@ -106,7 +147,8 @@ final class StatusCommand implements Callable<Integer> {
       List<String> ipv4,
       List<String> ipv6,
       String rules,
-      NftState.Counter dropped) {}
+      NftState.Counter dropped,
+      InboundRules inbound) {}
 
   @Override
   public Integer call() {
@@ -122,12 +164,14 @@ final class StatusCommand implements Callable<Integer> {
         views.addAll(Inventory.read(s, config, true).domains);
       }
     }
-    NftState nft = config.backend().equals("nft") ? Reconcile.observe(new ProcessNftRunner(config.nft())) : NftState.ABSENT;
+    boolean isNft = config.backend().equals("nft");
+    NftState nft = isNft ? Reconcile.observe(new ProcessNftRunner(config.nft())) : NftState.ABSENT;
     List<DomainStatus> out = new ArrayList<>();
     for (DomainView d : views) {
-      out.add(config.backend().equals("nft") ? status(d, nft) : nwfilterStatus(d));
+      out.add(isNft ? status(d, nft) : nwfilterStatus(d));
     }
-    Result r = new Result(config.backend(), out, agentInfo(AgentStatus.read(config.stateDir()).orElse(null), views));
+    Result r = new Result(config.backend(), out, agentInfo(AgentStatus.read(config.stateDir()).orElse(null), views),
+        isNft ? inboundDrops(new ProcessNftRunner(config.nft())) : null);
     PrintWriter w = spec.commandLine().getOut();
     if (prometheus) {
       w.print(StatusMetrics.render(r, tap -> nft.chain(NftScript.chain(tap))));
@@ -138,6 +182,49 @@ final class StatusCommand implements Callable<Integer> {
       print(w, r);
     }
     return ExitCodes.OK;
+  }
+
+  /**
+   * The counting drop rules of the inbound tables, in the prelude's order; empty when the tables are
+   * not there (no NIC had rules yet, or they were lost). One {@code nft -j list chain} per chain that
+   * counts (four): a chain listing does not list the sets' elements, which grow with the ports.
+   */
+  static List<InboundDrop> inboundDrops(NftRunner nft) {
+    List<InboundDrop> out = new ArrayList<>();
+    for (String chain : countingChains()) {
+      String[] fc = chain.split(" ");
+      String json;
+      try {
+        json = nft.run("-j", "list", "chain", fc[0], InboundScript.TABLE, fc[1]);
+      } catch (ch.ungleich.uncloud.hook.UncloudException e) {
+        if (e.getMessage().contains("No such file or directory")) {
+          continue;
+        }
+        throw e;
+      }
+      NftState.Chain c = InboundState.parse(json).chains().get(chain);
+      if (c == null) {
+        continue;
+      }
+      for (NftState.Rule rule : c.rules()) {
+        if (rule.countsDrops()) {
+          out.add(new InboundDrop(fc[0] + " " + InboundScript.TABLE, fc[1], rule.comment(), rule.packets(), rule.bytes()));
+        }
+      }
+    }
+    return out;
+  }
+
+  /** {@code "<family> <chain>"} of every inbound chain with a {@code counter drop} rule. */
+  static List<String> countingChains() {
+    java.util.Set<String> out = new java.util.LinkedHashSet<>();
+    for (String l : InboundScript.prelude()) {
+      String[] f = l.split(" ", 6);
+      if (l.startsWith("add rule ") && l.contains(" counter drop ")) {
+        out.add(f[2] + " " + f[4]);
+      }
+    }
+    return List.copyOf(out);
   }
 
   static DomainStatus status(DomainView d, NftState nft) {
@@ -160,7 +247,8 @@ final class StatusCommand implements Callable<Integer> {
         nics.add(
             new NicStatus(
                 n.name(), n.mac().text(), n.tap(), n.type(), mode, n.reason(),
-                addresses ? n.ipv4().elements() : List.of(), addresses ? n.ipv6().elements() : List.of(), rules, dropped));
+                addresses ? n.ipv4().elements() : List.of(), addresses ? n.ipv6().elements() : List.of(), rules, dropped,
+                InboundRules.of(n)));
       }
     } else {
       int i = 0;
@@ -170,7 +258,7 @@ final class StatusCommand implements Callable<Integer> {
         nics.add(
             new NicStatus(
                 name, n.mac == null ? null : n.mac.address, n.target == null ? null : n.target.dev, n.type, null, null,
-                List.of(), List.of(), "unknown", null));
+                List.of(), List.of(), "unknown", null, InboundRules.NONE));
       }
     }
     return new DomainStatus(d.name(), d.uuid(), d.active(), d.error(), nics);
@@ -197,7 +285,8 @@ final class StatusCommand implements Callable<Integer> {
       NicStatus n = base.nics().get(i);
       NwfilterBackend.NicChange c = plan.get(i);
       String rules = c.wanted() == null ? "none" : c.kind() == NwfilterBackend.Kind.KEEP ? "installed" : "missing";
-      nics.add(new NicStatus(n.name(), n.mac(), n.tap(), n.type(), n.mode(), n.reason(), n.ipv4(), n.ipv6(), rules, null));
+      nics.add(new NicStatus(n.name(), n.mac(), n.tap(), n.type(), n.mode(), n.reason(), n.ipv4(), n.ipv6(), rules, null,
+          InboundRules.NONE));
     }
     return new DomainStatus(d.name(), d.uuid(), d.active(), d.error(), nics);
   }
@@ -231,10 +320,10 @@ final class StatusCommand implements Callable<Integer> {
 
   private static void print(PrintWriter w, Result r) {
     List<String[]> rows = new ArrayList<>();
-    rows.add(new String[] {"DOMAIN", "NIC", "TAP", "MAC", "MODE", "RULES", "DROPPED", "ALLOWED"});
+    rows.add(new String[] {"DOMAIN", "NIC", "TAP", "MAC", "MODE", "RULES", "DROPPED", "INBOUND", "ALLOWED"});
     for (DomainStatus d : r.domains()) {
       if (d.nics().isEmpty()) {
-        rows.add(new String[] {d.name(), "-", "-", "-", "-", "-", "-", d.running() ? "(no NICs)" : "(not running)"});
+        rows.add(new String[] {d.name(), "-", "-", "-", "-", "-", "-", "-", d.running() ? "(no NICs)" : "(not running)"});
       }
       for (NicStatus n : d.nics()) {
         List<String> allowed = new ArrayList<>(n.ipv4());
@@ -249,7 +338,8 @@ final class StatusCommand implements Callable<Integer> {
         rows.add(
             new String[] {
               d.name(), n.name(), dash(n.tap()), dash(n.mac()), dash(n.mode()), n.rules(),
-              n.dropped() == null ? "-" : n.dropped().packets() + " pkts / " + n.dropped().bytes() + " B", a
+              n.dropped() == null ? "-" : n.dropped().packets() + " pkts / " + n.dropped().bytes() + " B",
+              n.inbound().cell(), a
             });
       }
     }
@@ -272,8 +362,24 @@ final class StatusCommand implements Callable<Integer> {
       }
       w.println(b.toString().stripTrailing());
     }
+    printInbound(w, r.inbound());
     printAgent(w, r.agent());
     w.flush();
+  }
+
+  /** The inbound tables' drop counters, shared by every NIC: one line per counting rule. */
+  private static void printInbound(PrintWriter w, List<InboundDrop> drops) {
+    if (drops == null || drops.isEmpty()) {
+      return;
+    }
+    w.println("inbound drops (every NIC's, shared chains of table bridge/inet " + InboundScript.TABLE + "):");
+    List<String> counts = drops.stream().map(x -> x.packets() + " pkts / " + x.bytes() + " B").toList();
+    int width = counts.stream().mapToInt(String::length).max().orElse(0);
+    for (int i = 0; i < drops.size(); i++) {
+      InboundDrop x = drops.get(i);
+      w.println("  " + String.format("%-" + width + "s", counts.get(i)) + "  " + x.table().split(" ")[0] + " " + x.chain() + ": "
+          + x.reason());
+    }
   }
 
   private static void printAgent(PrintWriter w, AgentInfo a) {

@@ -66,7 +66,31 @@ final class StatusMetrics {
         }
       }
     }
-    return packets.append(bytes).append(rules).toString();
+    StringBuilder allows = family("uncloud_hook_inbound_allows", "gauge",
+        "uc:allow rules of a NIC's uc:ingress or uc:egress in force (direction); no sample: that direction is not filtered.");
+    for (StatusCommand.DomainStatus d : r.domains()) {
+      for (StatusCommand.NicStatus n : d.nics()) {
+        if (n.inbound().ingress() != null) {
+          allows.append(sample("uncloud_hook_inbound_allows", labels(d, n, "direction", "ingress"), n.inbound().ingress()));
+        }
+        if (n.inbound().egress() != null) {
+          allows.append(sample("uncloud_hook_inbound_allows", labels(d, n, "direction", "egress"), n.inbound().egress()));
+        }
+      }
+    }
+    StringBuilder inPackets = family("uncloud_hook_inbound_dropped_packets_total", "counter",
+        "Packets the inbound tables dropped (uc:ingress/uc:egress not allowed, delivery filter), by rule; shared by every NIC"
+            + " of the host (table, chain, reason: the rule's comment).");
+    StringBuilder inBytes = family("uncloud_hook_inbound_dropped_bytes_total", "counter",
+        "Bytes of the packets in uncloud_hook_inbound_dropped_packets_total.");
+    if (r.inbound() != null) {
+      for (StatusCommand.InboundDrop x : r.inbound()) {
+        String l = "table=\"" + escape(x.table()) + "\",chain=\"" + escape(x.chain()) + "\",reason=\"" + escape(x.reason()) + "\"";
+        inPackets.append(sample("uncloud_hook_inbound_dropped_packets_total", l, x.packets()));
+        inBytes.append(sample("uncloud_hook_inbound_dropped_bytes_total", l, x.bytes()));
+      }
+    }
+    return packets.append(bytes).append(rules).append(allows).append(inPackets).append(inBytes).toString();
   }
 
   private static StringBuilder family(String name, String type, String help) {

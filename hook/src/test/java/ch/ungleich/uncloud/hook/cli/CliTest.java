@@ -108,7 +108,7 @@ class CliTest {
       assertEquals(
           List.of("domain", "uuid", "backend", "running", "placeholder_taps", "nics", "warnings", "script", "filterrefs"), keys(j));
       assertEquals(
-          List.of("name", "mac", "tap", "type", "mode", "reason", "ipv4", "ipv6", "rules", "dropped"), keys(j.get("nics").get(0)));
+          List.of("name", "mac", "tap", "type", "mode", "reason", "ipv4", "ipv6", "rules", "dropped", "inbound"), keys(j.get("nics").get(0)));
     }));
   }
 
