@@ -33,8 +33,16 @@ final class EtcdCommand implements Runnable {
     throw new CommandLine.ParameterException(spec.commandLine(), "missing subcommand: get, put or import");
   }
 
-  /** One NIC of a value, as {@code --json} shows it. */
-  record Nic(String mac, boolean trusted, List<String> ips) {}
+  /**
+   * One NIC of a value, as {@code --json} shows it.
+   *
+   * @param ingress its ingress allows; null without {@code ingress} (empty: only replies may reach it)
+   * @param egress its egress allows; null without {@code egress}
+   */
+  record Nic(String mac, boolean trusted, List<String> ips, List<Rule> ingress, List<Rule> egress) {}
+
+  /** One allow of a NIC's ingress or egress, its attributes as the value has them (null: not given). */
+  record Rule(String protocol, String port, String from, String to) {}
 
   /** The client for the configured endpoints (also with {@code source = metadata}: to import before switching). */
   static EtcdClient client(Config cfg) {
@@ -64,8 +72,12 @@ final class EtcdCommand implements Runnable {
     for (FirewallInterface i : fw.interfaces) {
       List<String> ips = new ArrayList<>();
       i.ips.forEach(ip -> ips.add(ip.address.strip()));
-      out.add(new Nic(i.mac, "true".equals(i.trusted), ips));
+      out.add(new Nic(i.mac, "true".equals(i.trusted), ips, rules(i.ingress), rules(i.egress)));
     }
     return out;
+  }
+
+  private static List<Rule> rules(FirewallInterface.Rules r) {
+    return r == null ? null : r.allows.stream().map(a -> new Rule(a.protocol, a.port, a.from, a.to)).toList();
   }
 }

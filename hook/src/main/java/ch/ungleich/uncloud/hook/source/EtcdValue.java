@@ -29,7 +29,10 @@ import java.util.Map;
  *       addresses of the domain's one filterable NIC (bridge or network type); a domain with several
  *       is refused (which NIC would they belong to?);
  *   <li>per NIC, keyed by MAC, with everything the metadata can say:
- *       {@code {"interfaces": {"52:54:00:aa:bb:01": {"ipv4": [...], "ipv6": [...], "trusted": false}}}}.
+ *       {@code {"interfaces": {"52:54:00:aa:bb:01": {"ipv4": [...], "ipv6": [...], "trusted": false,
+ *       "ingress": [...], "egress": [...]}}}}; an allow is an object with the attributes of
+ *       {@code <uc:allow>}: {@code {"protocol": "tcp", "port": "22", "from": "198.51.100.0/24"}}, all
+ *       strings; {@code "ingress": []} is an empty {@code <uc:ingress/>}, no {@code ingress} key none.
  * </ul>
  *
  * <p>Strict like {@code firewall.xsd}: unknown keys, a duplicate key, a value of the wrong JSON type, an
@@ -109,8 +112,10 @@ public final class EtcdValue {
           throw UncloudException.invalid(where + ": interface " + mac + " must be an object, not " + type(e.getValue()));
         }
         String at = where + ": interface " + mac;
-        only(nic, at, "ipv4", "ipv6", "trusted");
+        only(nic, at, "ipv4", "ipv6", "trusted", "ingress", "egress");
         FirewallInterface fi = addresses(nic, at);
+        fi.ingress = rules(nic, at, "ingress");
+        fi.egress = rules(nic, at, "egress");
         fi.mac = mac.text();
         Object trusted = nic.get("trusted");
         if (trusted != null && !(trusted instanceof Boolean)) {
@@ -164,6 +169,8 @@ public final class EtcdValue {
         if (i.trusted != null && (i.trusted.strip().equals("true") || i.trusted.strip().equals("1"))) {
           g.writeBooleanField("trusted", true);
         }
+        render(g, "ingress", i.ingress);
+        render(g, "egress", i.egress);
         g.writeEndObject();
       }
       g.writeEndObject();
@@ -172,6 +179,65 @@ public final class EtcdValue {
       throw new IllegalStateException(e);
     }
     return w.toString();
+  }
+
+  /** A rule list as an array of objects, the attributes as written; nothing when the element is absent. */
+  private static void render(JsonGenerator g, String name, FirewallInterface.Rules rules) throws IOException {
+    if (rules == null) {
+      return;
+    }
+    g.writeArrayFieldStart(name);
+    for (FirewallInterface.Allow a : rules.allows) {
+      g.writeStartObject();
+      String[][] attrs = {{"protocol", a.protocol}, {"port", a.port}, {"from", a.from}, {"to", a.to}};
+      for (String[] kv : attrs) {
+        if (kv[1] != null) {
+          g.writeStringField(kv[0], kv[1].strip());
+        }
+      }
+      g.writeEndObject();
+    }
+    g.writeEndArray();
+  }
+
+  /**
+   * {@code ingress} or {@code egress} of a NIC: null when the key is absent, else an array of allow
+   * objects with string attributes. Only the JSON shape is checked here; what the values mean (a known
+   * protocol, a port only with tcp/udp, {@code from} only in ingress, at most 64) is
+   * {@code PolicyBuilder}'s, with the XML's errors.
+   */
+  private static FirewallInterface.Rules rules(Map<?, ?> nic, String at, String direction) {
+    if (!nic.containsKey(direction)) {
+      return null;
+    }
+    Object v = nic.get(direction);
+    if (!(v instanceof List<?> list)) {
+      throw UncloudException.invalid(at + ": \"" + direction + "\" must be an array of rule objects, not " + type(v));
+    }
+    FirewallInterface.Rules rules = new FirewallInterface.Rules();
+    for (int n = 0; n < list.size(); n++) {
+      String where = at + ": " + direction + " rule " + (n + 1);
+      if (!(list.get(n) instanceof Map<?, ?> rule)) {
+        throw UncloudException.invalid(where + " must be an object such as {\"protocol\": \"tcp\", \"port\": \"22\"}, not "
+            + type(list.get(n)));
+      }
+      only(rule, where, "protocol", "port", "from", "to");
+      String[] attrs = new String[4];
+      String[] names = {"protocol", "port", "from", "to"};
+      for (int k = 0; k < names.length; k++) {
+        Object a = rule.get(names[k]);
+        if (a != null && !(a instanceof String)) {
+          throw UncloudException.invalid(where + ": \"" + names[k] + "\" must be a string"
+              + (names[k].equals("port") ? " (\"22\" or \"8000-8080\")" : "") + ", not " + type(a));
+        }
+        if (a == null && rule.containsKey(names[k])) {
+          throw UncloudException.invalid(where + ": \"" + names[k] + "\" must be a string, not null");
+        }
+        attrs[k] = (String) a;
+      }
+      rules.allows.add(new FirewallInterface.Allow(attrs[0], attrs[1], attrs[2], attrs[3]));
+    }
+    return rules;
   }
 
   /** {@code ipv4} and {@code ipv6} of an object: arrays of strings of the right family. */

@@ -53,6 +53,28 @@ class EtcdCommandTest {
     assertTrue(j.get("error").isNull());
   }
 
+  /** A value with ingress/egress: validated by put, shown by get --json with the rules as given. */
+  @Test
+  void putAndGetIngressAndEgress() throws IOException {
+    Path f = tmp.resolve("v.json");
+    Files.writeString(f, "{\"interfaces\": {\"52:54:00:aa:bb:03\": {\"ipv4\": [\"192.0.2.30\"], \"ingress\": [{\"protocol\": \"tcp\","
+        + " \"port\": \"22\", \"from\": \"198.51.100.0/24\"}], \"egress\": [{\"protocol\": \"tcp\", \"from\": \"198.51.100.0/24\"}]}}}");
+    CliTest.Run r = cli("etcd", "put", "vm2", "--file", f.toString(), "--connect", NODE, "--config-file", conf);
+    assertEquals(1, r.exit());
+    assertEquals("uncloud-hook: vm2 nic0 52:54:00:aa:bb:03: egress rule <uc:allow protocol=\"tcp\" from=\"198.51.100.0/24\"/>:"
+        + " egress rules take 'to' (the remote side), not 'from'\n", r.err());
+    assertNull(etcd.kv.get(KEY2), "nothing written");
+    Files.writeString(f, Files.readString(f).replace("\"from\": \"198.51.100.0/24\"}]}}}", "\"to\": \"198.51.100.0/24\"}]}}}"));
+    r = cli("etcd", "put", "vm2", "--file", f.toString(), "--connect", NODE, "--config-file", conf);
+    assertEquals(0, r.exit(), r.err());
+    r = cli("etcd", "get", "vm2", "--connect", NODE, "--config-file", conf, "--json");
+    assertEquals(0, r.exit(), r.err());
+    JsonNode nic = r.json().get("interfaces").get(0);
+    assertEquals("{\"protocol\":\"tcp\",\"port\":\"22\",\"from\":\"198.51.100.0/24\",\"to\":null}", nic.get("ingress").get(0).toString());
+    assertEquals("198.51.100.0/24", nic.get("egress").get(0).get("to").asText());
+    assertTrue(r.json().get("error").isNull());
+  }
+
   @Test
   void getOfAMissingKeySaysUnlisted() {
     CliTest.Run r = cli("etcd", "get", "vm2", "--connect", NODE, "--config-file", conf);
