@@ -186,26 +186,29 @@ final class StatusCommand implements Callable<Integer> {
 
   /**
    * The counting drop rules of the inbound tables, in the prelude's order; empty when the tables are
-   * not there (no NIC had rules yet, or they were lost). One {@code nft -j list chain} per chain that
-   * counts (four): a chain listing does not list the sets' elements, which grow with the ports.
+   * not there (no NIC had rules yet, or they were lost). {@code nft -t -j list table} of each (terse:
+   * without the sets' elements, which grow with the ports; at 1000 NICs with the issue's example rules,
+   * 37 000 elements, 0.35 s for both against 0.7 s for the four counting chains one by one).
    */
   static List<InboundDrop> inboundDrops(NftRunner nft) {
+    List<String> listings = new ArrayList<>();
+    for (String family : List.of("bridge", "inet")) {
+      try {
+        listings.add(nft.run("-t", "-j", "list", "table", family, InboundScript.TABLE));
+      } catch (ch.ungleich.uncloud.hook.UncloudException e) {
+        if (!e.getMessage().contains("No such file or directory")) {
+          throw e;
+        }
+      }
+    }
+    InboundState state = InboundState.parse(listings.toArray(String[]::new));
     List<InboundDrop> out = new ArrayList<>();
     for (String chain : countingChains()) {
-      String[] fc = chain.split(" ");
-      String json;
-      try {
-        json = nft.run("-j", "list", "chain", fc[0], InboundScript.TABLE, fc[1]);
-      } catch (ch.ungleich.uncloud.hook.UncloudException e) {
-        if (e.getMessage().contains("No such file or directory")) {
-          continue;
-        }
-        throw e;
-      }
-      NftState.Chain c = InboundState.parse(json).chains().get(chain);
+      NftState.Chain c = state.chains().get(chain);
       if (c == null) {
         continue;
       }
+      String[] fc = chain.split(" ");
       for (NftState.Rule rule : c.rules()) {
         if (rule.countsDrops()) {
           out.add(new InboundDrop(fc[0] + " " + InboundScript.TABLE, fc[1], rule.comment(), rule.packets(), rule.bytes()));
