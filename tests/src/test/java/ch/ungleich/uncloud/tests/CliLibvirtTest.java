@@ -809,7 +809,7 @@ class CliLibvirtTest {
       assertTrue(element.contains("1 inbound set element missing: delivered { \"" + tap1 + "\" }"), element);
       assertEquals("uncloud-hook reconcile", fix(element));
       assertStatus("FAIL", line(broken, "drift", "chain inet uncloud-inbound ingress-decide rules differ (0 installed"));
-      assertStatus("FAIL", line(broken, "drift", "no running NIC demands (removed): inet allow-in4 { " + G1.ip4() + " . 6 . 23 . 0.0.0.0/0 }"));
+      assertStatus("FAIL", line(broken, "drift", "no running NIC demands (reconcile deletes it): inet allow-in4 { " + G1.ip4() + " . 6 . 23 . 0.0.0.0/0 }"));
       Proc.Result fixed = cli("reconcile");
       sample("reconcile-inbound", "uncloud-hook reconcile", fixed);
       assertEquals(0, fixed.exit(), fixed.describe());

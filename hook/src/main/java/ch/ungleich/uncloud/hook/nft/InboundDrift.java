@@ -111,7 +111,7 @@ public final class InboundDrift {
       if (!canonical.chains().containsKey(k)) {
         extraChains.add(k);
         changes.add(new ReconcilePlan.Change(ACTION, null, null, null, "unexpected chain " + family(k) + " " + InboundScript.TABLE
-            + " " + name(k) + " (removed)"));
+            + " " + name(k) + " (reconcile deletes it)"));
       }
     }
     for (String k : canonical.sets().keySet()) {
@@ -125,7 +125,7 @@ public final class InboundDrift {
       if (!canonical.sets().containsKey(k)) {
         extraSets.add(k);
         changes.add(new ReconcilePlan.Change(ACTION, null, null, null, "unexpected set " + family(k) + " " + InboundScript.TABLE
-            + " " + name(k) + " (removed)"));
+            + " " + name(k) + " (reconcile deletes it)"));
       }
     }
 
@@ -172,7 +172,8 @@ public final class InboundDrift {
     }
     if (!unexpected.isEmpty()) {
       changes.add(new ReconcilePlan.Change(ACTION, null, null, null, unexpected.size() + " inbound set element"
-          + (unexpected.size() == 1 ? "" : "s") + " no running NIC demands (removed): " + shown(unexpected)));
+          + (unexpected.size() == 1 ? " no running NIC demands (reconcile deletes it): " : "s no running NIC demands (reconcile deletes"
+          + " them): ") + shown(unexpected)));
     }
 
     List<String> lines = new ArrayList<>();

@@ -87,7 +87,7 @@ class InboundDriftTest {
         "{\"concat\": [\"192.0.2.10\", 6, 23, {\"prefix\": {\"addr\": \"0.0.0.0\", \"len\": 0}}]}, {\"concat\": [\"192.0.2.10\", 6, 22,");
     InboundDrift.Result r = InboundDrift.compare(want(), OWNERS, s, PRELUDE);
     assertEquals(List.of("delete element inet uncloud-inbound allow-in4 { 192.0.2.10 . 6 . 23 . 0.0.0.0/0 }"), r.lines());
-    assertTrue(r.changes().get(0).detail().startsWith("1 inbound set element no running NIC demands (removed): inet allow-in4"),
+    assertTrue(r.changes().get(0).detail().startsWith("1 inbound set element no running NIC demands (reconcile deletes it): inet allow-in4"),
         r.changes().toString());
     // a stopped NIC's elements are all unexpected
     InboundDrift.Result gone = InboundDrift.compare(Map.of(), Map.of(), INSTALLED, PRELUDE);
