@@ -5,9 +5,6 @@ import ch.ungleich.uncloud.hook.UncloudException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.MappingIterator;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ArrayNode;
-import com.fasterxml.jackson.databind.node.JsonNodeFactory;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -102,7 +99,7 @@ public record InboundState(Set<String> tables, Map<String, NftState.Chain> chain
     } else if (item.has("rule")) {
       JsonNode r = item.get("rule");
       if (ours(r)) {
-        rules.computeIfAbsent(r.path("family").asText() + " " + r.path("chain").asText(), k -> new ArrayList<>()).add(rule(r));
+        rules.computeIfAbsent(r.path("family").asText() + " " + r.path("chain").asText(), k -> new ArrayList<>()).add(NftJson.rule(r));
       }
     } else if (item.has("set")) {
       JsonNode s = item.get("set");
@@ -125,30 +122,6 @@ public record InboundState(Set<String> tables, Map<String, NftState.Chain> chain
 
   private static boolean ours(JsonNode o) {
     return InboundScript.TABLE.equals(o.path("table").asText());
-  }
-
-  /** A rule as {@link NftJson} keys it: expressions with counters zeroed, and the comment. */
-  private static NftState.Rule rule(JsonNode r) {
-    ArrayNode normal = JsonNodeFactory.instance.arrayNode();
-    long packets = 0;
-    long bytes = 0;
-    boolean counter = false;
-    boolean drop = false;
-    for (JsonNode e : r.path("expr")) {
-      if (e.has("counter")) {
-        counter = true;
-        packets += e.get("counter").path("packets").asLong();
-        bytes += e.get("counter").path("bytes").asLong();
-        ObjectNode zero = JsonNodeFactory.instance.objectNode();
-        zero.putObject("counter");
-        normal.add(zero);
-        continue;
-      }
-      drop |= e.has("drop");
-      normal.add(e);
-    }
-    String comment = r.has("comment") ? r.get("comment").asText() : null;
-    return new NftState.Rule(normal + (comment == null ? "" : " comment " + comment), comment, counter && drop, packets, bytes);
   }
 
   /** One element in {@link InboundScript}'s text: components joined by " . ", ifnames quoted. */

@@ -99,7 +99,8 @@ public final class NftJson {
     return NftScript.TABLE.equals(o.path("table").asText()) && NftScript.FAMILY.equals(o.path("family").asText());
   }
 
-  private static NftState.Rule rule(JsonNode r) {
+  /** A rule as the comparisons key it: expressions with counters zeroed, and the comment. */
+  static NftState.Rule rule(JsonNode r) {
     ArrayNode normal = JsonNodeFactory.instance.arrayNode();
     long packets = 0;
     long bytes = 0;
