@@ -106,28 +106,14 @@ public final class InboundDrift {
             + " " + name(c.getKey()) + " " + what));
       }
     }
-    List<String> extraChains = new ArrayList<>();
-    for (String k : observed.chains().keySet()) {
-      if (!canonical.chains().containsKey(k)) {
-        extraChains.add(k);
-        changes.add(new ReconcilePlan.Change(ACTION, null, null, null, "unexpected chain " + family(k) + " " + InboundScript.TABLE
-            + " " + name(k) + " (reconcile deletes it)"));
-      }
-    }
+    List<String> extraChains = unexpected("chain", observed.chains().keySet(), canonical.chains().keySet(), changes);
     for (String k : canonical.sets().keySet()) {
       if (!observed.sets().containsKey(k)) {
         changes.add(new ReconcilePlan.Change(ACTION, null, null, null, "set " + family(k) + " " + InboundScript.TABLE + " "
             + name(k) + " was missing"));
       }
     }
-    List<String> extraSets = new ArrayList<>();
-    for (String k : observed.sets().keySet()) {
-      if (!canonical.sets().containsKey(k)) {
-        extraSets.add(k);
-        changes.add(new ReconcilePlan.Change(ACTION, null, null, null, "unexpected set " + family(k) + " " + InboundScript.TABLE
-            + " " + name(k) + " (reconcile deletes it)"));
-      }
-    }
+    List<String> extraSets = unexpected("set", observed.sets().keySet(), canonical.sets().keySet(), changes);
 
     // elements: set -> element -> the tap that demands it
     Map<String, Map<String, String>> wanted = new LinkedHashMap<>();
@@ -241,6 +227,20 @@ public final class InboundDrift {
 
   private static String shown(List<String> l) {
     return String.join(", ", l.subList(0, Math.min(SHOWN, l.size()))) + (l.size() > SHOWN ? " and " + (l.size() - SHOWN) + " more" : "");
+  }
+
+  /** The keys {@code observed} has and {@code canonical} has not, each also as a change (reconcile deletes them). */
+  private static List<String> unexpected(String kind, Set<String> observed, Set<String> canonical,
+      List<ReconcilePlan.Change> changes) {
+    List<String> extra = new ArrayList<>();
+    for (String k : observed) {
+      if (!canonical.contains(k)) {
+        extra.add(k);
+        changes.add(new ReconcilePlan.Change(ACTION, null, null, null, "unexpected " + kind + " " + family(k) + " "
+            + InboundScript.TABLE + " " + name(k) + " (reconcile deletes it)"));
+      }
+    }
+    return extra;
   }
 
   private static String family(String key) {
