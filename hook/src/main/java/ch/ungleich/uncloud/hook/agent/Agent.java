@@ -222,7 +222,7 @@ public final class Agent {
   private void startMonitor() {
     if (nftBackend()) {
       try {
-        notifications = NftNotifications.start(WATCHED, own::ours, this::generation, this::notificationsEnded);
+        notifications = NftNotifications.start(WATCHED, own::ours, own::oursLow, this::generation, this::notificationsEnded);
         return;
       } catch (IllegalStateException e) {
         log.warn("agent: " + e.getMessage() + "; watching with '" + config.nft() + " -j monitor' instead");

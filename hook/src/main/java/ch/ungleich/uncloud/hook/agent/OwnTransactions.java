@@ -23,9 +23,23 @@ final class OwnTransactions implements NftRunner {
     this.uncertain = uncertain;
   }
 
-  /** Whether generation {@code id} is (or is about to be) one of the agent's own transactions. */
+  /**
+   * Whether generation {@code id}, whose NEWGEN notification just arrived, is one of the agent's own
+   * transactions; it is forgotten then (each generation ends once), so only transactions in flight are
+   * expected and {@link #oursLow} cannot confuse an old id with a new one 65 536 generations on.
+   */
   boolean ours(long id) {
-    return expected.contains(id);
+    return expected.remove(id);
+  }
+
+  /** Whether a notification carrying these low 16 bits of its generation id belongs to a transaction of ours in flight. */
+  boolean oursLow(int low16) {
+    for (long id : expected) {
+      if ((id & 0xffff) == low16) {
+        return true;
+      }
+    }
+    return false;
   }
 
   @Override
@@ -33,6 +47,8 @@ final class OwnTransactions implements NftRunner {
     Long before = id(nft.generation());
     Long next = before == null ? null : (before + 1) & 0xffffffffL;
     if (next != null) {
+      // one whose end was never seen (notifications were down) is forgotten after a while
+      expected.removeIf(id -> ((before - id) & 0xffffffffL) < 0x80000000L && before - id > 1000);
       expected.add(next);
     }
     boolean ok = false;
@@ -49,13 +65,6 @@ final class OwnTransactions implements NftRunner {
       }
       if (next == null && ok) {
         uncertain.run();
-      }
-      // a few old ids are enough: the notifications of a generation arrive before nft -f returns
-      if (expected.size() > 64) {
-        expected.clear();
-        if (next != null) {
-          expected.add(next);
-        }
       }
     }
   }

@@ -13,6 +13,7 @@ import java.util.HexFormat;
 import java.util.List;
 import java.util.Set;
 import java.util.function.Consumer;
+import java.util.function.IntPredicate;
 import java.util.function.LongPredicate;
 
 /**
@@ -106,12 +107,14 @@ public final class NftNotifications implements AutoCloseable {
   /**
    * Subscribes and starts a daemon thread that calls {@code onGeneration} for every committed
    * transaction that added or deleted something in {@code tables} (or lost notifications), except the
-   * ones {@code ours} claims by their id; {@code onEnd} once if reading fails for good.
+   * ones {@code ours} claims by their id (asked once per generation, at its end); {@code oursLow} tells
+   * by the low 16 bits each notification carries which to skip unread; {@code onEnd} once if reading
+   * fails for good.
    *
    * @throws IllegalStateException when the socket cannot be opened (no libc, no permission)
    */
-  public static NftNotifications start(Set<Table> tables, LongPredicate ours, Consumer<Generation> onGeneration,
-      Consumer<String> onEnd) {
+  public static NftNotifications start(Set<Table> tables, LongPredicate ours, IntPredicate oursLow,
+      Consumer<Generation> onGeneration, Consumer<String> onEnd) {
     LibC c;
     int fd;
     try {
@@ -138,7 +141,7 @@ public final class NftNotifications implements AutoCloseable {
       throw new IllegalStateException("cannot subscribe to nf_tables notifications: " + e.getMessage());
     }
     NftNotifications[] self = new NftNotifications[1];
-    Thread t = new Thread(() -> self[0].loop(tables, ours, onGeneration, onEnd), "nft-notifications");
+    Thread t = new Thread(() -> self[0].loop(tables, ours, oursLow, onGeneration, onEnd), "nft-notifications");
     t.setDaemon(true);
     self[0] = new NftNotifications(c, fd, t);
     t.start();
@@ -149,10 +152,11 @@ public final class NftNotifications implements AutoCloseable {
     return ByteBuffer.allocate(4).order(ByteOrder.nativeOrder()).putInt(v).array();
   }
 
-  private void loop(Set<Table> tables, LongPredicate ours, Consumer<Generation> onGeneration, Consumer<String> onEnd) {
+  private void loop(Set<Table> tables, LongPredicate ours, IntPredicate oursLow, Consumer<Generation> onGeneration,
+      Consumer<String> onEnd) {
     Memory buf = new Memory(1 << 20);
     byte[] bytes = new byte[1 << 20];
-    Collector col = new Collector(tables, ours);
+    Collector col = new Collector(tables, ours, oursLow);
     String why = null;
     while (!closed) {
       long n;
@@ -189,12 +193,14 @@ public final class NftNotifications implements AutoCloseable {
   static final class Collector {
     private final Set<Table> tables;
     private final LongPredicate ours;
+    private final IntPredicate oursLow;
     private final List<Event> events = new ArrayList<>();
     boolean lost;
 
-    Collector(Set<Table> tables, LongPredicate ours) {
+    Collector(Set<Table> tables, LongPredicate ours, IntPredicate oursLow) {
       this.tables = tables;
       this.ours = ours;
+      this.oursLow = oursLow;
     }
 
     /** The generations that ended in this datagram (usually none or one). */
@@ -220,7 +226,7 @@ public final class NftNotifications implements AutoCloseable {
                 done.add(g);
               }
             }
-          } else {
+          } else if (!oursLow.test(((buf[off + 18] & 0xff) << 8) | (buf[off + 19] & 0xff))) {
             Event e = event(buf, b, msg, family, off + 20, off + len);
             if (e != null && tables.contains(new Table(family, e.table()))) {
               events.add(e);

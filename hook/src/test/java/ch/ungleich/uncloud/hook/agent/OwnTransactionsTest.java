@@ -43,8 +43,11 @@ class OwnTransactionsTest {
     AtomicInteger uncertain = new AtomicInteger();
     OwnTransactions o = new OwnTransactions(kernel(gen, 1, false), uncertain::incrementAndGet);
     o.apply("x");
+    assertTrue(o.oursLow(42));
+    assertFalse(o.oursLow(43));
     assertTrue(o.ours(42));
-    assertFalse(o.ours(43));
+    assertFalse(o.ours(42), "each generation ends once: forgotten after its NEWGEN");
+    assertFalse(o.oursLow(42));
     assertEquals(0, uncertain.get());
   }
 

@@ -71,7 +71,7 @@ class NftNotificationsTest {
         msg(5, 7, 5, attr(1, str("uncloud")), attr(3, str("port-vnet0"))),
         msg(2, 7, 5, attr(1, str("other"))), // another table: not kept
         newgen(5, 4242, "nft"));
-    NftNotifications.Collector c = new NftNotifications.Collector(OURS, id -> false);
+    NftNotifications.Collector c = new NftNotifications.Collector(OURS, id -> false, low -> false);
     List<NftNotifications.Generation> gens = c.add(d, d.length);
     assertEquals(1, gens.size());
     NftNotifications.Generation g = gens.get(0);
@@ -86,7 +86,7 @@ class NftNotificationsTest {
 
   @Test
   void aGenerationSpreadOverDatagramsAndOursSkipped() {
-    NftNotifications.Collector c = new NftNotifications.Collector(OURS, id -> id == 7);
+    NftNotifications.Collector c = new NftNotifications.Collector(OURS, id -> id == 7, low -> low == 7);
     byte[] a = msg(2, 7, 6, attr(1, str("uncloud")));
     assertTrue(c.add(a, a.length).isEmpty());
     byte[] b = newgen(6, 1, "nft");
@@ -99,7 +99,7 @@ class NftNotificationsTest {
 
   @Test
   void aLossIsReportedWithTheNextGeneration() {
-    NftNotifications.Collector c = new NftNotifications.Collector(OURS, id -> false);
+    NftNotifications.Collector c = new NftNotifications.Collector(OURS, id -> false, low -> false);
     c.lost = true;
     byte[] b = newgen(9, 1, "nft");
     List<NftNotifications.Generation> g = c.add(b, b.length);
