@@ -95,13 +95,11 @@ public final class NftNotifications implements AutoCloseable {
 
   private final LibC libc;
   private final int fd;
-  private final Thread reader;
   private volatile boolean closed;
 
-  private NftNotifications(LibC libc, int fd, Thread reader) {
+  private NftNotifications(LibC libc, int fd) {
     this.libc = libc;
     this.fd = fd;
-    this.reader = reader;
   }
 
   /**
@@ -129,8 +127,8 @@ public final class NftNotifications implements AutoCloseable {
       } catch (LastErrorException e) {
         c.setsockopt(fd, SOL_SOCKET, SO_RCVBUF, intBytes(RCVBUF), 4);
       }
-      // a timeout, so close() ends the reader within it (idle: one wake-up every 2 s)
-      ByteBuffer tv = ByteBuffer.allocate(16).order(ByteOrder.nativeOrder()).putLong(2).putLong(0);
+      // a timeout, so that the reader notices close() within it (idle: one wake-up every 10 s)
+      ByteBuffer tv = ByteBuffer.allocate(16).order(ByteOrder.nativeOrder()).putLong(10).putLong(0);
       c.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv.array(), 16);
       ByteBuffer sa = ByteBuffer.allocate(12).order(ByteOrder.nativeOrder());
       sa.putShort((short) AF_NETLINK).putShort((short) 0).putInt(0).putInt(0);
@@ -143,7 +141,7 @@ public final class NftNotifications implements AutoCloseable {
     NftNotifications[] self = new NftNotifications[1];
     Thread t = new Thread(() -> self[0].loop(tables, ours, oursLow, onGeneration, onEnd), "nft-notifications");
     t.setDaemon(true);
-    self[0] = new NftNotifications(c, fd, t);
+    self[0] = new NftNotifications(c, fd);
     t.start();
     return self[0];
   }
@@ -181,6 +179,7 @@ public final class NftNotifications implements AutoCloseable {
         onGeneration.accept(g);
       }
     }
+    libc.close(fd);
     if (!closed) {
       onEnd.accept(why);
     }
@@ -379,14 +378,9 @@ public final class NftNotifications implements AutoCloseable {
     }
   }
 
+  /** Ends the subscription: the reader stops (and closes the socket) at its next wake-up, within 10 s. */
   @Override
   public void close() {
     closed = true;
-    try {
-      reader.join(3000);
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-    }
-    libc.close(fd);
   }
 }
