@@ -226,8 +226,7 @@ public final class Rules {
       for (String tap : store.inboundTaps()) {
         elements.addAll(store.inbound(tap));
       }
-      InboundScript.Change c = new InboundScript.Change(InboundScript.add(elements), Map.of());
-      String lines = String.join("\n", c.lines());
+      String lines = String.join("\n", InboundScript.add(elements));
       try {
         nft.apply(String.join("\n", InboundScript.prelude()) + "\n" + (lines.isEmpty() ? "" : lines + "\n"));
       } catch (UncloudException e) {
