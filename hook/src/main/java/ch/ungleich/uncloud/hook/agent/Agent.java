@@ -533,7 +533,8 @@ public final class Agent {
       if (closed) {
         what.append("fail-closed rule back ").append(seen > 0 ? closedMs - seen : 0).append(" ms after the loss was seen (every VM tap dropped), then ");
       }
-      what.append(valid.size()).append(" domains' rules (").append(taps.size()).append(" NICs) in ")
+      what.append(valid.size()).append(valid.size() == 1 ? " domain's rules (" : " domains' rules (").append(taps.size())
+          .append(taps.size() == 1 ? " NIC) in " : " NICs) in ")
           .append(b.together() ? "one nft transaction" : "one transaction each");
       if (!b.failures().isEmpty()) {
         log.warn("agent: " + b.failures().size() + " domains could not be restored: " + b.failures().get(0).error().getMessage());
