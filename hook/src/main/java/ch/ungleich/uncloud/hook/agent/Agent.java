@@ -457,7 +457,16 @@ public final class Agent {
     if (notifications != null && !reread && everRead && !damage.unknown()) {
       // the notifications said what was taken: put exactly that back, from what the agent knows
       if (!damage.none()) {
-        restore(damage, reason, seen, t0);
+        try {
+          restore(damage, reason, seen, t0);
+        } catch (RuntimeException e) {
+          synchronized (this) {
+            pending = pending.merge(damage); // the retry puts back the same
+          }
+          fullReason = reason;
+          lossSeenMs = lossSeenMs == 0 ? seen : lossSeenMs;
+          throw e;
+        }
       }
       return;
     }
