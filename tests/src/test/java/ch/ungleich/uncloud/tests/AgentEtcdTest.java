@@ -93,8 +93,10 @@ class AgentEtcdTest {
   void setUp() throws IOException {
     jar = Path.of(System.getProperty("uncloud.jar"));
     assertTrue(Files.isRegularFile(jar), "built hook jar " + jar + " (mvn package first)");
+    long t0 = System.nanoTime();
     lab = TwoHostLab.create("uae");
     try {
+      long tLab = System.nanoTime();
       a = lab.a();
       b = lab.b();
       for (LibvirtHost h : List.of(a, b)) {
@@ -109,7 +111,9 @@ class AgentEtcdTest {
           "etcd_endpoints", etcd.gatewaysSetting(), "etcd_timeout", "1");
       a.installUncloudHook(jar, settings);
       b.installUncloudHook(jar, settings);
+      long tEtcd = System.nanoTime();
       lab.start();
+      long tLibvirt = System.nanoTime();
       guest = lab.guest(20);
       key = PREFIX + guest.uuid();
       etcd.put(key, value(true));
@@ -118,6 +122,10 @@ class AgentEtcdTest {
       assertFalse(wrong.contains(guest.ip6Address()), wrong);
       // connection attempts from before the start on: the hook's rules must be there for the first SYN
       try (TcpProber p = TcpProber.start(cli, lab.dir(), "tcp-boot", 50, TCP_TIMEOUT_MS, targets(OPEN, TOGGLE))) {
+        long waitFirst = System.currentTimeMillis() + 5_000;
+        while (p.attempts().size() < 4 && System.currentTimeMillis() < waitFirst) {
+          sleepMs(20);
+        }
         long since = Observer.nowNs();
         bootStartNs = since;
         lab.defineAndStart(a, guest, wrong);
@@ -131,7 +139,11 @@ class AgentEtcdTest {
         sleepMs(500);
         boot = p.attempts();
       }
+      long tBoot = System.nanoTime();
       agent = startAgent(a, agentErr = lab.dir().resolve("agent.err"));
+      report("set-up: lab %.1f s, etcd %.1f s, libvirtd %.1f s, guest booted and answering %.1f s, agent %.1f s",
+          (tLab - t0) / 1e9, (tEtcd - tLab) / 1e9, (tLibvirt - tEtcd) / 1e9, (tBoot - tLibvirt) / 1e9,
+          (System.nanoTime() - tBoot) / 1e9);
     } catch (RuntimeException | IOException e) {
       tearDown();
       throw e;
@@ -192,6 +204,7 @@ class AgentEtcdTest {
     if (!figures.isEmpty()) {
       report("FIGURES %s", String.join("; ", figures));
     }
+    long t0 = System.nanoTime();
     for (Process p : new Process[] {agent, agentB}) {
       if (p != null) {
         p.destroy();
@@ -202,15 +215,19 @@ class AgentEtcdTest {
         }
       }
     }
+    long tAgents = System.nanoTime();
     if (etcd != null) {
       etcd.close();
     }
     if (cli != null) {
       Cmd.run("ip", "netns", "del", cli);
     }
+    long tEtcd = System.nanoTime();
     if (lab != null) {
       lab.close();
     }
+    report("tear-down: agents %.1f s, etcd and client %.1f s, lab %.1f s", (tAgents - t0) / 1e9, (tEtcd - tAgents) / 1e9,
+        (System.nanoTime() - tEtcd) / 1e9);
   }
 
   @Test
