@@ -3,7 +3,6 @@
 # command line and starts the probe sender /bin/ucprobe (see ucprobe.c), which reads the same line:
 #   uc.ip4=198.51.100.100/24 uc.ip6=2001:db8:0:1::100/64 uc.net6=2001:db8:1234::1 (routed prefix,
 #   put on lo) uc.obs4=... uc.obs6=... [uc.dad=0: no IPv6 duplicate address detection]
-#   [uc.listen=PORT,PORT: TCP listeners]
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -20,8 +19,10 @@ ip link set eth0 up
 [ -n "$IP6" ] && ip -6 addr add "$IP6" dev eth0
 [ -n "$NET6" ] && ip -6 addr add "$NET6/128" dev lo
 /bin/ucprobe > /dev/ttyS0 2>&1 &
-# TCP listeners (AgentInboundTest): uc.listen=8080,8081 starts one persistent server per port
-for p in $(arg listen | tr , ' '); do nc -ll -p "$p" -e /bin/true > /dev/null 2>&1 & done
+# TCP listeners for the inbound-rule tests with etcd (AgentEtcdTest): busybox httpd on 7001-7003,
+# IPv4 and IPv6, before the UP line; a completed handshake proves the SYN was delivered
+mkdir -p /tmp/www
+for p in 7001 7002 7003; do httpd -p "$p" -h /tmp/www; done
 # a NIC hot-plugged later (AgentNftTest): eth1 from the uc1.* parameters (uc1.ip4=... uc1.kinds=...),
 # probing the same observer from its own address
 if grep -q ' uc1\.ip4=' /proc/cmdline; then

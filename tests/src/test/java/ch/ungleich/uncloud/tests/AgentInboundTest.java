@@ -22,16 +22,16 @@ import org.junit.jupiter.api.TestMethodOrder;
 
 /**
  * Issues 13 and 17 together: the agent keeps the inbound rules (uc:ingress) between hook calls, shown
- * with real TCP connections. A private libvirtd with the installed hook, a real guest with two TCP
- * listeners (8080, 8081: init's uc.listen), a client on the bridge (the observer's namespace, through
+ * with real TCP connections. A private libvirtd with the installed hook, a real guest with TCP
+ * listeners (7001, 7002: the lab guest's init runs busybox httpd on them), a client on the bridge (the observer's namespace, through
  * br_netfilter and the inet forward hook, as any other host on the segment), the agent as a process.
- * The guest starts with {@code uc:ingress} allowing tcp 8080 only.
+ * The guest starts with {@code uc:ingress} allowing tcp 7001 only.
  *
  * <ul>
- *   <li>a live metadata change that adds an allow for 8081 opens it within 1 s; removing it closes it
- *       within 1 s; 8080 stays open throughout;
+ *   <li>a live metadata change that adds an allow for 7002 opens it within 1 s; removing it closes it
+ *       within 1 s; 7001 stays open throughout;
  *   <li>{@code nft flush ruleset}, {@code nft delete table inet uncloud-inbound} and {@code nft delete
- *       table bridge uncloud-inbound}: within 1 s 8081 is refused again and 8080 connects again.
+ *       table bridge uncloud-inbound}: within 1 s 7002 is refused again and 7001 connects again.
  * </ul>
  *
  * <p>"Refused" is a connection attempt that gets no answer (the SYN is dropped), next to one on the
@@ -79,10 +79,10 @@ class AgentInboundTest {
       "        if last == 'closed' and time.time() - t < 0.14: time.sleep(0.14 - (time.time() - t))",
       "print('TIMEOUT ' + str(last))");
 
-  static String metadata(LabGuest g, boolean with8081) {
+  static String metadata(LabGuest g, boolean with7002) {
     return g.firewallMetadata().replace("</uc:interface>",
-        "  <uc:ingress><uc:allow protocol=\"tcp\" port=\"8080\"/>"
-            + (with8081 ? "<uc:allow protocol=\"tcp\" port=\"8081\"/>" : "") + "</uc:ingress>\n      </uc:interface>");
+        "  <uc:ingress><uc:allow protocol=\"tcp\" port=\"7001\"/>"
+            + (with7002 ? "<uc:allow protocol=\"tcp\" port=\"7002\"/>" : "") + "</uc:ingress>\n      </uc:interface>");
   }
 
   @BeforeAll
@@ -98,8 +98,7 @@ class AgentInboundTest {
           + " echo 1 > /proc/sys/net/bridge/bridge-nf-call-ip6tables").check();
       a.start();
       guest = lab.guest(500);
-      String xml = guest.domainXml(lab.image(), TwoHostLab.BRIDGE, lab.console(guest), metadata(guest, false))
-          .replace("</cmdline>", " uc.listen=8080,8081</cmdline>");
+      String xml = guest.domainXml(lab.image(), TwoHostLab.BRIDGE, lab.console(guest), metadata(guest, false));
       Path f = lab.dir().resolve(guest.name() + ".xml");
       Files.writeString(f, xml);
       a.virsh("define", f.toString()).check();
@@ -143,23 +142,23 @@ class AgentInboundTest {
   @Order(1)
   void aLiveIngressChangeOpensAndClosesAPortWithinOneSecond() {
     long t0 = System.currentTimeMillis();
-    // the guest's ARP and listeners may still be settling: 8080 within 30 s
-    assertTrue(poll(8080, "open", t0, 30) >= 0, "8080 (allowed) connects");
-    assertTrue(poll(8081, "closed", System.currentTimeMillis(), 5) >= 0, "8081 (not allowed) is refused\n" + ruleset());
+    // the guest's ARP and listeners may still be settling: 7001 within 30 s
+    assertTrue(poll(7001, "open", t0, 30) >= 0, "7001 (allowed) connects");
+    assertTrue(poll(7002, "closed", System.currentTimeMillis(), 5) >= 0, "7002 (not allowed) is refused\n" + ruleset());
 
     a.virsh("metadata", guest.name(), "--uri", NS_URI, "--key", "uc", "--live", "--set", plain(metadata(guest, true))).check();
     long set = System.currentTimeMillis();
-    long opened = poll(8081, "open", set, 5);
-    report("uc:ingress allow tcp 8081 added live: 8081 connects %d ms after virsh returned", opened);
-    assertTrue(opened >= 0 && opened <= WITHIN_MS, "8081 opens within 1 s: " + opened + " ms\n" + agentLog());
-    assertTrue(poll(8080, "open", System.currentTimeMillis(), 5) >= 0, "8080 stays open");
+    long opened = poll(7002, "open", set, 5);
+    report("uc:ingress allow tcp 7002 added live: 7002 connects %d ms after virsh returned", opened);
+    assertTrue(opened >= 0 && opened <= WITHIN_MS, "7002 opens within 1 s: " + opened + " ms\n" + agentLog());
+    assertTrue(poll(7001, "open", System.currentTimeMillis(), 5) >= 0, "7001 stays open");
 
     a.virsh("metadata", guest.name(), "--uri", NS_URI, "--key", "uc", "--live", "--set", plain(metadata(guest, false))).check();
     set = System.currentTimeMillis();
-    long closed = poll(8081, "closed", set, 5);
-    report("the allow removed live: 8081 refused %d ms after virsh returned", closed);
-    assertTrue(closed >= 0 && closed <= WITHIN_MS, "8081 closes within 1 s: " + closed + " ms\n" + agentLog());
-    assertTrue(poll(8080, "open", System.currentTimeMillis(), 5) >= 0, "8080 stays open");
+    long closed = poll(7002, "closed", set, 5);
+    report("the allow removed live: 7002 refused %d ms after virsh returned", closed);
+    assertTrue(closed >= 0 && closed <= WITHIN_MS, "7002 closes within 1 s: " + closed + " ms\n" + agentLog());
+    assertTrue(poll(7001, "open", System.currentTimeMillis(), 5) >= 0, "7001 stays open");
   }
 
   @Test
@@ -175,16 +174,16 @@ class AgentInboundTest {
       long t0 = System.currentTimeMillis();
       a.exec(loss).check();
       // both at once: each measures from the loss, not from the other's end
-      Process p1 = startPoll(8081, "closed", t0, 5);
-      Process p0 = startPoll(8080, "open", t0, 5);
-      long refused = await(p1, 8081, "closed");
-      long connects = await(p0, 8080, "open");
-      report("%s: 8081 refused again %d ms, 8080 connects %d ms after it", String.join(" ", loss), refused, connects);
-      assertTrue(refused >= 0 && refused <= WITHIN_MS, String.join(" ", loss) + ": 8081 refused within 1 s: " + refused
+      Process p1 = startPoll(7002, "closed", t0, 5);
+      Process p0 = startPoll(7001, "open", t0, 5);
+      long refused = await(p1, 7002, "closed");
+      long connects = await(p0, 7001, "open");
+      report("%s: 7002 refused again %d ms, 7001 connects %d ms after it", String.join(" ", loss), refused, connects);
+      assertTrue(refused >= 0 && refused <= WITHIN_MS, String.join(" ", loss) + ": 7002 refused within 1 s: " + refused
           + " ms\n" + ruleset() + agentLog());
-      assertTrue(connects >= 0 && connects <= WITHIN_MS, String.join(" ", loss) + ": 8080 connects within 1 s: " + connects
+      assertTrue(connects >= 0 && connects <= WITHIN_MS, String.join(" ", loss) + ": 7001 connects within 1 s: " + connects
           + " ms\n" + ruleset() + agentLog());
-      assertTrue(a.exec("nft", "list", "table", "inet", "uncloud-inbound").check().out().contains("8080"), ruleset());
+      assertTrue(a.exec("nft", "list", "table", "inet", "uncloud-inbound").check().out().contains("7001"), ruleset());
     }
     agentLog().lines().filter(l -> l.contains(" deleted")).forEach(l -> report("agent: %s", l));
   }
