@@ -634,6 +634,17 @@ class Bench:
         except (BenchError, ValueError):
             return None
 
+    def ct_inserts(self, ns):
+        """Conntrack entries created so far in netns ns (the insert column of /proc/net/stat/nf_conntrack, summed
+        over the CPUs): its growth over a round is 0 when conntrack does not run."""
+        try:
+            lines = self.run(["ip", "netns", "exec", ns, "cat",
+                                                               "/proc/net/stat/nf_conntrack"]).stdout.splitlines()
+            col = lines[0].split().index("insert")
+            return sum(int(l.split()[col], 16) for l in lines[1:] if l.strip())
+        except (BenchError, ValueError, IndexError, OSError):
+            return None
+
     def set_in_variant(self, v):
         """none: no base chain at all; asp: our anti-spoofing only; delivery / ingress / both: the inbound tables
         hooked too, the two VMs' elements those of no uc:ingress/uc:egress, of uc:ingress, of both."""
@@ -710,8 +721,10 @@ class Bench:
         bad = []
         for k, passes in want.items():
             got = c[k]
+            # frames counts: what VM2's interface received meanwhile, so an unrelated multicast frame (VM1's router
+            # solicitations, MLD reports) can add one or two: at least 290 of 300 pass, at most 5 are "dropped"
             ok = (got == "refused") if k.startswith("tcp") and passes else (got == "timeout") if k.startswith("tcp") else \
-                (got >= 290) if passes else (got == 0)
+                (got >= 290) if passes else (got <= 5)
             if not ok:
                 bad.append(f"{k}: {got} ({'should pass' if passes else 'should be dropped'})")
         if bad:
@@ -790,7 +803,8 @@ class Bench:
             mac, ip4, ip6 = ident[i]
             self.run(["ip", "link", "add", tap, "netns", hv, "type", "veth", "peer", "name", "eth0", "netns", vm])
             self.run(["ip", "netns", "exec", vm, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0",
-                      "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.eth0.accept_dad=0"])
+                      "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.eth0.accept_dad=0",
+                      "net.ipv6.conf.eth0.router_solicitations=0"])
             self.run(["ip", "-n", vm, "link", "set", "eth0", "address", mac])
             self.run(["ip", "-n", vm, "addr", "add", f"{ip4}/24", "dev", "eth0"])
             self.run(["ip", "-n", vm, "addr", "add", f"{ip6}/32", "dev", "eth0", "nodad"])
@@ -874,10 +888,12 @@ class Bench:
                 k = r % len(self.IN_VARIANTS)
                 for v in self.IN_VARIANTS[k:] + self.IN_VARIANTS[:k]:
                     self.set_in_variant(v)
+                    i0 = self.ct_inserts(d["hv"])
                     x, y, f = self.tcp_rate(dst, a.tcp_seconds)
-                    # closed entries live 1 s: what the last second of connections left, 0 without conntrack
-                    ct = self.ct_count(d["hv"])
-                    row["ct"][v] = max(row["ct"].get(v) or 0, ct or 0)
+                    i1 = self.ct_inserts(d["hv"])
+                    # conntrack entries the round created: about one per connection, 0 when conntrack is off
+                    if i0 is not None and i1 is not None:
+                        row["ct"].setdefault(v, []).append(i1 - i0)
                     rates[v].append(x)
                     cpu[v].append(y)
                     failed[v] += f
@@ -1512,8 +1528,9 @@ def report(b, started):
                 " dropped): " + "; ".join(f"{L[k.split('/')[0]]} IPv{k.split('/')[1]}: " + ", ".join(f"{n} {x}" for n, x in c.items())
                                          for k, c in r["checks"].items()))
             if r["ct"]:
-                add("conntrack entries in the hypervisor netns right after a TCP round (most of the rounds; closed"
-                    " entries live 1 s here): " + ", ".join(f"{L[v]} {r['ct'].get(v)}" for v in V))
+                add("conntrack entries created in the hypervisor netns per TCP round (insert counter of"
+                    " /proc/net/stat/nf_conntrack; 0 = conntrack not running): "
+                    + ", ".join(f"{L[v]} {', '.join(str(x) for x in r['ct'].get(v, []))}" for v in V))
         if ib["cp"]:
             add("")
             add(f"Control plane: `start begin` and `stopped end` of one more 1-NIC domain, without rules (delivery filter"
