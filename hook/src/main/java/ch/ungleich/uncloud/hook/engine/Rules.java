@@ -211,7 +211,7 @@ public final class Rules {
     String prelude = new NftScript().prelude(guard).render();
     StringBuilder script = new StringBuilder();
     Map<String, List<String>> inbound = new HashMap<>();
-    List<String> inLines = new ArrayList<>();
+    List<InboundScript.Change> inChanges = new ArrayList<>();
     for (int i = 0; i < plans.size(); i++) {
       Plan plan = plans.get(i);
       String s = plan.script();
@@ -220,13 +220,12 @@ public final class Rules {
         script.append(s.startsWith(prelude) ? s.substring(prelude.length()) : s);
         InboundScript.Change c = InboundScript.plan(policies.get(i), plan,
             t -> inbound.containsKey(t) ? inbound.get(t) : store.inbound(t));
-        inLines.addAll(c.lines());
+        inChanges.add(c);
         inbound.putAll(c.records());
       }
     }
-    if (!inLines.isEmpty()) {
-      script.append(InboundScript.append("", InboundScript.prelude(), new InboundScript.Change(inLines, Map.of())));
-    }
+    // one change for the batch: the elements of every domain grouped per set (one nft command per set)
+    script.append(InboundScript.append("", InboundScript.prelude(), InboundScript.Change.of(inChanges)));
     if (note != null && !plans.isEmpty()) {
       plans.set(0, plans.get(0).withNote(note));
     }

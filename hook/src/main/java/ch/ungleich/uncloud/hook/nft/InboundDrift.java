@@ -89,7 +89,9 @@ public final class InboundDrift {
     }
     if (!reasons.isEmpty()) {
       List<String> lines = new ArrayList<>(InboundScript.rebuild());
-      want.values().forEach(l -> lines.addAll(InboundScript.add(l)));
+      List<String> all = new ArrayList<>();
+      want.values().forEach(all::addAll);
+      lines.addAll(InboundScript.add(all));
       return new Result(List.copyOf(lines), List.of(new ReconcilePlan.Change(ACTION, null, null, null,
           String.join("; ", reasons) + ": both inbound tables rebuilt with every NIC's elements")), true);
     }
@@ -132,7 +134,7 @@ public final class InboundDrift {
       for (Map.Entry<String, String> e : s.getValue().entrySet()) {
         if (have == null || !have.elements().contains(e.getKey())) {
           String el = s.getKey().replaceFirst(" ", " " + InboundScript.TABLE + " ") + " { " + e.getKey() + " }";
-          add.add("add element " + el);
+          add.add(el);
           missingByTap.computeIfAbsent(e.getValue(), k -> new ArrayList<>()).add(name(s.getKey()) + " { " + e.getKey() + " }");
         }
       }
@@ -146,7 +148,7 @@ public final class InboundDrift {
       Map<String, String> w = wanted.getOrDefault(s.getKey(), Map.of());
       for (String e : s.getValue().elements()) {
         if (!w.containsKey(e)) {
-          delete.add("delete element " + s.getKey().replaceFirst(" ", " " + InboundScript.TABLE + " ") + " { " + e + " }");
+          delete.add(s.getKey().replaceFirst(" ", " " + InboundScript.TABLE + " ") + " { " + e + " }");
           unexpected.add(family(s.getKey()) + " " + name(s.getKey()) + " { " + e + " }");
         }
       }
@@ -181,8 +183,8 @@ public final class InboundDrift {
         }
       }
     }
-    lines.addAll(delete);
-    lines.addAll(add);
+    lines.addAll(InboundScript.delete(delete));
+    lines.addAll(InboundScript.add(add));
     for (String k : extraChains) {
       lines.add("flush chain " + family(k) + " " + InboundScript.TABLE + " " + name(k));
     }

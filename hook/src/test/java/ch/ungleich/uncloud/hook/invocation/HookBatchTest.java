@@ -151,9 +151,21 @@ class HookBatchTest {
     int at0 = one[0].indexOf(in);
     int at1 = one[1].indexOf(in);
     String inPrelude = String.join("\n", ch.ungleich.uncloud.hook.nft.InboundScript.prelude()) + "\n";
-    String expected = one[0].substring(0, at0) + one[1].substring(prelude.length(), at1) + one[0].substring(at0)
-        + one[1].substring(at1 + inPrelude.length());
+    assertTrue(one[0].substring(at0).startsWith(inPrelude));
     assertTrue(one[1].substring(at1).startsWith(inPrelude));
+    // the elements of both domains, grouped per set into one command each (InboundScript.add)
+    List<String> elements = new java.util.ArrayList<>();
+    for (String tail : new String[] {one[0].substring(at0 + inPrelude.length()), one[1].substring(at1 + inPrelude.length())}) {
+      for (String line : tail.lines().toList()) {
+        assertTrue(line.startsWith("add element "), line);
+        String set = line.substring("add element ".length(), line.indexOf(" { "));
+        for (String e : line.substring(line.indexOf(" { ") + 3, line.length() - 2).split(", ")) {
+          elements.add(set + " { " + e + " }");
+        }
+      }
+    }
+    String expected = one[0].substring(0, at0) + one[1].substring(prelude.length(), at1) + inPrelude
+        + String.join("\n", ch.ungleich.uncloud.hook.nft.InboundScript.add(elements)) + "\n";
     spool("1.xml", xml(1, "vnet1"));
     spool("2.xml", xml(2, "vnet2"));
     batch();

@@ -96,6 +96,69 @@ class InboundScriptTest {
     assertEquals(List.of("add element x { 1 }", "delete element x { 1 }"), InboundScript.remove(List.of("x { 1 }")));
   }
 
+  /** One command per set, sets in the order they first appear, each element once (issue 17 benchmark). */
+  @Test
+  void elementsAreGroupedPerSet() {
+    List<String> e = InboundScript.elements(nic(ISSUE));
+    List<String> l = InboundScript.add(e);
+    String b = "add element bridge uncloud-inbound ";
+    String i = "add element inet uncloud-inbound ";
+    assertEquals(List.of(
+        b + "delivered { \"vnet0\" }",
+        b + "macs { \"vnet0\" . 52:54:00:aa:bb:01 }",
+        b + "ingress { \"vnet0\" }",
+        b + "own4 { \"vnet0\" . 192.0.2.10 }",
+        b + "own6 { \"vnet0\" . 2001:db8::10, \"vnet0\" . fe80::5054:ff:feaa:bb01 }",
+        i + "in4 { 192.0.2.10 }",
+        i + "allow-in4 { 192.0.2.10 . 6 . 22 . 198.51.100.0/24, 192.0.2.10 . 6 . 80-81 . 0.0.0.0/0, 192.0.2.10 . 1 . 0-65535"
+            + " . 0.0.0.0/0, 192.0.2.10 . 0 . 0-65535 . 203.0.113.7, 192.0.2.10 . 2-5 . 0-65535 . 203.0.113.7, 192.0.2.10 . 7-255"
+            + " . 0-65535 . 203.0.113.7, 192.0.2.10 . 6 . 0-79 . 203.0.113.7, 192.0.2.10 . 6 . 82-65535 . 203.0.113.7 }",
+        i + "in6 { 2001:db8::10, fe80::5054:ff:feaa:bb01 }",
+        i + "allow-in6 { 2001:db8::10 . 6 . 80-81 . ::/0, fe80::5054:ff:feaa:bb01 . 6 . 80-81 . ::/0, 2001:db8::10 . 17 . 53"
+            + " . 2001:db8::/32, fe80::5054:ff:feaa:bb01 . 17 . 53 . 2001:db8::/32, 2001:db8::10 . 58 . 0-65535 . ::/0,"
+            + " fe80::5054:ff:feaa:bb01 . 58 . 0-65535 . ::/0 }",
+        b + "egress { \"vnet0\" }",
+        i + "out4 { 192.0.2.10 }",
+        i + "allow-out4 { 192.0.2.10 . 6 . 443 . 0.0.0.0/0, 192.0.2.10 . 17 . 53 . 0.0.0.0/0 }",
+        i + "out6 { 2001:db8::10, fe80::5054:ff:feaa:bb01 }",
+        i + "allow-out6 { 2001:db8::10 . 17 . 53 . ::/0, fe80::5054:ff:feaa:bb01 . 17 . 53 . ::/0 }"), l);
+    // twice the same elements: the same lines (a set holds an element once)
+    List<String> twice = new ArrayList<>(e);
+    twice.addAll(e);
+    assertEquals(l, InboundScript.add(twice));
+    assertEquals(List.of("delete element x { 1, 2 }", "delete element y { 3 }"),
+        InboundScript.delete(List.of("x { 1 }", "y { 3 }", "x { 2 }")));
+  }
+
+  @Test
+  void aBigSetIsAddedInChunks() {
+    List<String> e = new ArrayList<>();
+    for (int k = 0; k < 2 * InboundScript.CHUNK + 5; k++) {
+      e.add("inet uncloud-inbound in4 { 10.0." + (k >> 8) + "." + (k & 255) + " }");
+    }
+    List<String> l = InboundScript.add(e);
+    assertEquals(3, l.size());
+    assertTrue(l.get(0).startsWith("add element inet uncloud-inbound in4 { 10.0.0.0, 10.0.0.1, "), l.get(0));
+    assertTrue(l.get(2).endsWith(", 10.0.7.212 }"), l.get(2));
+    int n = 0;
+    for (String x : l) {
+      n += x.substring(x.indexOf(" { ") + 3, x.length() - 2).split(", ").length;
+    }
+    assertEquals(e.size(), n);
+  }
+
+  /** An address that moves from one tap to another in one transaction ends up present in either order. */
+  @Test
+  void removalsComeBeforeAdditions() {
+    String a = "inet uncloud-inbound in4 { 192.0.2.10 }";
+    InboundScript.Change gives = new InboundScript.Change(List.of(a), List.of(), java.util.Map.of("vnet1", List.of()));
+    InboundScript.Change takes = new InboundScript.Change(List.of(), List.of(a), java.util.Map.of("vnet2", List.of(a)));
+    List<String> want = List.of("add element " + a, "delete element " + a, "add element " + a);
+    assertEquals(want, InboundScript.Change.of(List.of(gives, takes)).lines());
+    assertEquals(want, InboundScript.Change.of(List.of(takes, gives)).lines());
+    assertEquals(java.util.Map.of("vnet1", List.of(), "vnet2", List.of(a)), InboundScript.Change.of(List.of(takes, gives)).records());
+  }
+
   /** The disjoint boxes cover exactly the union: checked point by point on a small grid. */
   @Test
   void disjointBoxesCoverTheUnionOnce() {
