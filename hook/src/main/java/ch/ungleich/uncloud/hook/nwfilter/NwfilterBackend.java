@@ -35,8 +35,8 @@ import java.util.List;
  * {@code IN_TCP4} (peer address), {@code IN_TCP4_PREFIX}, {@code IN_TCP4_PORT}, {@code
  * IN_TCP4_PORTEND}; the same for {@code UDP4}, {@code TCP6}, {@code UDP6}; {@code IN_ICMP4}, {@code
  * IN_ICMP6}, {@code IN_ANY4}, {@code IN_ANY6} with peer only; {@code OUT_} for egress. An empty list
- * is the placeholder 0.0.0.0/32 or ::/128 (ports 0-65535), which those filters make inert by dropping
- * every other packet from (ingress) or to (egress) that address first.
+ * is the placeholder {@link #NO_ALLOW4}/32 or {@link #NO_ALLOW6}/128 (ports 0-65535), which those
+ * filters make inert by dropping every packet from (ingress) or to (egress) that address first.
  */
 public final class NwfilterBackend {
   /** Filtered NIC, host setting {@code dhcp_client = yes}. */
@@ -47,6 +47,13 @@ public final class NwfilterBackend {
   public static final String MAC_ONLY = "uncloud-mac-only";
   /** The placeholder address of a NIC without IPv4: 0.0.0.0/32. */
   public static final String NO_IPV4 = "0.0.0.0";
+  /**
+   * The placeholder of an empty allow list, IPv4: 224.0.0.0/32, reserved (RFC 5771), never a source and
+   * never a group; uncloud-ingress drops every packet from it and uncloud-egress every packet to it.
+   */
+  public static final String NO_ALLOW4 = "224.0.0.0";
+  /** The same for IPv6: ff00::/128, a reserved multicast address (RFC 4291). */
+  public static final String NO_ALLOW6 = "ff00::";
 
   private NwfilterBackend() {}
 
@@ -116,7 +123,7 @@ public final class NwfilterBackend {
           }
         }
         if (!any) {
-          list(p, name, v6 ? "::" : NO_IPV4, v6 ? 128 : 32, proto.hasPorts() ? 0 : -1, 65535);
+          list(p, name, v6 ? NO_ALLOW6 : NO_ALLOW4, v6 ? 128 : 32, proto.hasPorts() ? 0 : -1, 65535);
         }
       }
     }
@@ -290,7 +297,7 @@ public final class NwfilterBackend {
         boolean ports = kind.equals("TCP") || kind.equals("UDP");
         for (int i = 0; i < a.size(); i++) {
           String len = i < l.size() ? l.get(i) : "?";
-          if (a.get(i).equals(fam.equals("4") ? NO_IPV4 : "::") && len.equals(fam.equals("4") ? "32" : "128")) {
+          if (a.get(i).equals(fam.equals("4") ? NO_ALLOW4 : NO_ALLOW6) && len.equals(fam.equals("4") ? "32" : "128")) {
             continue;
           }
           String proto = kind.equals("ICMP") && fam.equals("6") ? "icmpv6" : kind.toLowerCase(java.util.Locale.ROOT);

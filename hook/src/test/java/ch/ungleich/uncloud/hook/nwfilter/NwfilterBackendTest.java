@@ -118,7 +118,7 @@ class NwfilterBackendTest {
     assertEquals(List.of("22"), f.values("IN_TCP4_PORT"));
     assertEquals(List.of("22"), f.values("IN_TCP4_PORTEND"));
     // empty lists: the placeholder (ports 0-65535 for tcp/udp)
-    assertEquals(List.of("::"), f.values("IN_TCP6"));
+    assertEquals(List.of("ff00::"), f.values("IN_TCP6"));
     assertEquals(List.of("128"), f.values("IN_TCP6_PREFIX"));
     assertEquals(List.of("0"), f.values("IN_UDP4_PORT"));
     assertEquals(List.of("65535"), f.values("IN_UDP4_PORTEND"));

@@ -285,11 +285,13 @@ class TemplatesTest {
     assertTrue(in.contains("accept udp-ipv6 {dstportend=53, dstportstart=53, srcipaddr=2001:db8::, srcipmask=32}"), in.toString());
     assertTrue(in.contains("accept icmp {srcipaddr=0.0.0.0, srcipmask=0}"), in.toString());
     assertTrue(in.contains("accept all {srcipaddr=203.0.113.7, srcipmask=32}"), in.toString());
-    // empty lists: the placeholder, which the drop of every source 0.0.0.0 / :: before it makes inert
-    assertTrue(in.contains("accept udp {dstportend=65535, dstportstart=0, srcipaddr=0.0.0.0, srcipmask=32}"), in.toString());
-    assertTrue(in.contains("accept icmpv6 {srcipaddr=::, srcipmask=128}"), in.toString());
-    assertTrue(in.indexOf("drop all {srcipaddr=0.0.0.0, state=NONE}") < in.indexOf("accept udp {dstportend=65535,"
-        + " dstportstart=0, srcipaddr=0.0.0.0, srcipmask=32}"), in.toString());
+    // empty lists: the placeholder, which the drop of every source 224.0.0.0 / ff00:: before it makes inert
+    assertTrue(in.contains("accept udp {dstportend=65535, dstportstart=0, srcipaddr=224.0.0.0, srcipmask=32}"), in.toString());
+    assertTrue(in.contains("accept icmpv6 {srcipaddr=ff00::, srcipmask=128}"), in.toString());
+    assertTrue(in.indexOf("drop all {srcipaddr=224.0.0.0, state=NONE}") < in.indexOf("accept udp {dstportend=65535,"
+        + " dstportstart=0, srcipaddr=224.0.0.0, srcipmask=32}"), in.toString());
+    assertTrue(in.indexOf("drop all-ipv6 {srcipaddr=ff00::, state=NONE}") < in.indexOf("accept icmpv6 {srcipaddr=ff00::,"
+        + " srcipmask=128}"), in.toString());
     assertEquals(List.of("tcp 198.51.100.0/24 22", "tcp any 80-81", "icmp any", "any 203.0.113.7/32", "tcp any 80-81",
         "udp 2001:db8::/32 53"),
         NwfilterBackend.allows(ref, "IN_"));
