@@ -19,6 +19,10 @@ ip link set eth0 up
 [ -n "$IP6" ] && ip -6 addr add "$IP6" dev eth0
 [ -n "$NET6" ] && ip -6 addr add "$NET6/128" dev lo
 /bin/ucprobe > /dev/ttyS0 2>&1 &
+# TCP listeners for the inbound-rule tests with etcd (AgentEtcdTest): busybox httpd on 7001-7003,
+# IPv4 and IPv6, before the UP line; a completed handshake proves the SYN was delivered
+mkdir -p /tmp/www
+for p in 7001 7002 7003; do httpd -p "$p" -h /tmp/www; done
 # a NIC hot-plugged later (AgentNftTest): eth1 from the uc1.* parameters (uc1.ip4=... uc1.kinds=...),
 # probing the same observer from its own address
 if grep -q ' uc1\.ip4=' /proc/cmdline; then
