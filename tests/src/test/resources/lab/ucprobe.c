@@ -20,6 +20,7 @@
  *   uc.ip4=A/len uc.ip6=A/len uc.net6=A uc.obs4=A uc.obs6=A uc.obsmac=M uc.spoof4=A uc.spoof6=A
  *   uc.arp4=A uc.spoofmac=M uc.interval=ms uc.port=N uc.kinds=legit4,spoof4,... (default: all)
  *   uc.if=eth0 (given: the legit sockets are also bound to that device)
+ *   uc.tcp=8080,8081 uc.tcppeer=A:port uc.tcpinterval=ms (the TCP part below)
  * Missing addresses disable the probes that need them. Errors are counted, never fatal: the
  * sender keeps going whatever the network does (that is what a migrating guest must survive).
  */
@@ -30,6 +31,8 @@
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,8 +197,109 @@ static int64_t now_ns(void) {
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
+/*
+ * TCP (issue 17, live migration with inbound rules), each in a child process of its own:
+ *   uc.tcp=8080,8081   a service on each port (IPv4): accept, send "UCT <port>\n", close
+ *   uc.tcppeer=A:port  a long-lived connection the guest opens itself: every uc.tcpinterval ms
+ *                      (default 50) it sends "UCT1 <seq> <echoed>\n", the peer (lab/tcppeer.py)
+ *                      answers "UCE1 <seq>\n", and <echoed> is the highest seq answered so far, so
+ *                      the peer sees both directions work. On "UCR1" from the peer, or if the
+ *                      connection fails, the guest closes it and connects again.
+ */
+static void tcp_service(const char *ports) {
+    struct pollfd fds[8];
+    int port_of[8], n = 0;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", ports);
+    for (char *t = strtok(buf, ","); t && n < 8; t = strtok(NULL, ",")) {
+        int s = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(t))};
+        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (s < 0 || bind(s, (void *)&a, sizeof a) < 0 || listen(s, 64) < 0) { perror("ucprobe: tcp service"); continue; }
+        fds[n].fd = s;
+        fds[n].events = POLLIN;
+        port_of[n++] = atoi(t);
+    }
+    fprintf(stderr, "ucprobe: tcp service on %s (%d ports)\n", ports, n);
+    for (;;) {
+        if (poll(fds, (nfds_t)n, -1) < 0) continue;
+        for (int i = 0; i < n; i++) {
+            if (!(fds[i].revents & POLLIN)) continue;
+            int c = accept(fds[i].fd, NULL, NULL);
+            if (c < 0) continue;
+            char msg[32];
+            int l = snprintf(msg, sizeof msg, "UCT %d\n", port_of[i]);
+            if (send(c, msg, (size_t)l, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {}
+            close(c);
+        }
+    }
+}
+
+static void tcp_peer(const char *peer, int interval) {
+    char host[64];
+    snprintf(host, sizeof host, "%s", peer);
+    char *colon = strrchr(host, ':');
+    if (!colon) { fprintf(stderr, "ucprobe: uc.tcppeer=%s is not A:port\n", peer); exit(2); }
+    *colon = 0;
+    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    if (inet_pton(AF_INET, host, &dst.sin_addr) != 1) { fprintf(stderr, "ucprobe: bad uc.tcppeer %s\n", peer); exit(2); }
+    unsigned long seq = 0, echoed = 0, conns = 0;
+    for (;;) {
+        int s = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+        if (s < 0 || connect(s, (void *)&dst, sizeof dst) < 0) {
+            if (s >= 0) close(s);
+            struct timespec w = {0, 200000000};
+            nanosleep(&w, NULL);
+            continue;
+        }
+        setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        /* the first six retransmissions at one RTO each, not doubling: after an outage the connection
+           resumes at most one RTO after the path is back, not whenever the backoff comes round */
+        setsockopt(s, IPPROTO_TCP, TCP_THIN_LINEAR_TIMEOUTS, &one, sizeof one);
+        fprintf(stderr, "ucprobe: tcp peer %s connected (connection %lu)\n", peer, ++conns);
+        char rx[512];
+        size_t have = 0;
+        int64_t next = now_ns();
+        for (int up = 1; up;) {
+            int64_t wait = (next - now_ns()) / 1000000;
+            struct pollfd p = {.fd = s, .events = POLLIN};
+            if (poll(&p, 1, wait > 0 ? (int)wait : 0) > 0) {
+                ssize_t r = recv(s, rx + have, sizeof rx - 1 - have, 0);
+                if (r <= 0) { fprintf(stderr, "ucprobe: tcp peer connection %lu lost (%s)\n", conns, r ? strerror(errno) : "EOF"); break; }
+                have += (size_t)r;
+                rx[have] = 0;
+                char *nl;
+                while ((nl = strchr(rx, '\n'))) {
+                    *nl = 0;
+                    unsigned long e;
+                    if (sscanf(rx, "UCE1 %lu", &e) == 1 && e > echoed) echoed = e;
+                    if (!strncmp(rx, "UCR1", 4)) up = 0;
+                    have -= (size_t)(nl + 1 - rx);
+                    memmove(rx, nl + 1, have + 1);
+                }
+                if (have == sizeof rx - 1) have = 0;
+            }
+            if (up && now_ns() >= next) {
+                char l[64];
+                int n = snprintf(l, sizeof l, "UCT1 %lu %lu\n", ++seq, echoed);
+                /* never block: while the peer is unreachable the data waits in the socket buffer */
+                if (send(s, l, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN) {
+                    fprintf(stderr, "ucprobe: tcp peer connection %lu lost (%s)\n", conns, strerror(errno));
+                    break;
+                }
+                next += (int64_t)interval * 1000000;
+                if (next < now_ns()) next = now_ns() + (int64_t)interval * 1000000; /* paused: no burst */
+            }
+        }
+        close(s);
+    }
+}
+
 int main(int argc, char **argv) {
     read_params(argc > 1 ? argv[1] : "/proc/cmdline");
+    if (param("tcp") && fork() == 0) tcp_service(param("tcp"));
+    if (param("tcppeer") && fork() == 0)
+        tcp_peer(param("tcppeer"), param("tcpinterval") ? atoi(param("tcpinterval")) : 50);
     const char *ifn = param("if") ? param("if") : "eth0";
     int interval = param("interval") ? atoi(param("interval")) : 20;
     if (param("port")) port = (unsigned)atoi(param("port"));

@@ -30,8 +30,13 @@ class MigrationNftTest extends MigrationSuite {
   }
 
   @Override
+  String ingress() {
+    return INGRESS;
+  }
+
+  @Override
   void boot() {
-    lab.defineAndStart(lab.a(), guest, guest.firewallMetadata());
+    lab.defineAndStart(lab.a(), guest, fullMetadata());
   }
 
   /** The tap's element in the map and its chain exist (nft -j in the host's netns). */
@@ -42,6 +47,8 @@ class MigrationNftTest extends MigrationSuite {
     assertTrue(j.contains("\"port-" + tap + "\""), h.name() + " has chain port-" + tap + ": " + j);
     assertTrue(j.contains("\"" + tap + "\""), h.name() + " has the map element for " + tap);
     assertTrue(j.contains(guest.uuid()), h.name() + " element comment names the domain");
+    String in4 = h.exec("nft", "list", "set", "inet", "uncloud-inbound", "in4").check().out();
+    assertTrue(in4.contains(guest.ip4Address()), h.name() + ": the guest's IPv4 is ingress-filtered: " + in4);
   }
 
   /** At the last started begin, nft already had the element for the tap (hook's start begin done). */
@@ -72,6 +79,10 @@ class MigrationNftTest extends MigrationSuite {
       assertFalse(r.out().contains(guest.uuid()), what + ": no element of the domain: " + r.out());
       assertFalse(r.out().contains("\"port-vnet"), what + ": no port chain: " + r.out());
     }
+    Cmd.Result in = h.exec("nft", "list", "table", "inet", "uncloud-inbound");
+    if (in.ok()) {
+      assertFalse(in.out().contains(guest.ip4Address()), what + ": no inbound element of the guest: " + in.out());
+    }
     Path st = h.hookStateDir();
     if (Files.isDirectory(st)) {
       try (Stream<Path> s = Files.walk(st)) {
@@ -83,11 +94,15 @@ class MigrationNftTest extends MigrationSuite {
     }
   }
 
-  /** The guest's IPv6 dropped from its metadata on A (live + config), an IPv4 added, then A->B: B enforces it. */
+  /**
+   * The guest's IPv6 dropped from its metadata on A (live + config), an IPv4 added (the inbound rules
+   * kept), then A->B: B enforces it.
+   */
   @Override
   void changeMetadataAndMigrate() {
     migrateWithMetadataWithoutIpv6("<firewall><interface mac=\"" + guest.mac() + "\"><ip address=\"" + guest.ip4Address()
-        + "\"/><ip address=\"2001:db8:1234::/64\"/><ip address=\"192.0.2.77\"/></interface></firewall>",
+        + "\"/><ip address=\"2001:db8:1234::/64\"/><ip address=\"192.0.2.77\"/>" + ingress().replace("uc:", "")
+        + "</interface></firewall>",
         "after removing the guest's IPv6 from its metadata");
     assertTrue(lab.b().virsh("metadata", guest.name(), NS_URI).check().out().contains("192.0.2.77"),
         "changed metadata on B");

@@ -8,6 +8,7 @@ import ch.ungleich.uncloud.tests.lab.Cmd;
 import ch.ungleich.uncloud.tests.lab.LabGuest;
 import ch.ungleich.uncloud.tests.lab.LibvirtHost;
 import ch.ungleich.uncloud.tests.lab.Observer;
+import ch.ungleich.uncloud.tests.lab.TcpPeer;
 import ch.ungleich.uncloud.tests.lab.TwoHostLab;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -34,6 +35,13 @@ import org.junit.jupiter.api.TestMethodOrder;
  * save/restore and a libvirtd restart, metadata changed then migrated, an aborted migration, p2p
  * B->A again, and last the outage of the same p2p migrations without any hook.
  *
+ * <p>With inbound rules ({@link #ingress}, issue 17) the guest also serves TCP on 8080 (allowed) and
+ * 8081 (not allowed) and keeps a TCP connection of its own open to a peer on the segment ({@link
+ * TcpPeer}, in the observer's namespace), from boot to the end: after every migration the allowed
+ * service answers, the other one does not (dropped: the attempts time out), and the guest's connection
+ * still carries data both ways, without reconnecting. The peer connects to 8080 every 25 ms, which
+ * measures the service's outage next to the probes'.
+ *
  * <p>Each host's launcher also appends "epoch-ns op subop" to calls.log before anything else, and at
  * {@code started begin} (qemu exists, guest CPUs not yet running) the map of ports as nft has it then:
  * that proves the tap's nft rules are in place before the guest's first packet.
@@ -53,6 +61,25 @@ abstract class MigrationSuite {
   Observer.Pinger pinger;
   /** Of the last {@link #migrateAndCheck}: the largest gap of the pings answered. */
   double lastPingGapMs;
+  /** The guest's TCP peer (only with {@link #ingress}). */
+  TcpPeer peer;
+  /** The peer's number of the guest's connection in use (the guest opens a new one only when asked). */
+  int conn = 1;
+  /** Largest gap between successful connections to the allowed service, each p2p migration with the hook. */
+  final List<Double> hookP2pServiceGaps = new ArrayList<>();
+  /** Of the last {@link #migrateAndCheck}: the allowed service's outage. */
+  double lastServiceGapMs;
+  /** The last migration of {@link #migrateAndCheck} or {@link #migrateWithMetadataWithoutIpv6}. */
+  TwoHostLab.Migration lastMigration;
+
+  static final int ALLOWED = 8080;
+  static final int NOT_ALLOWED = 8081;
+  static final int PEER_PORT = 7000;
+  /** Inbound rules (issue 17): TCP to the service on 8080 only; ICMP for the observer's pings. */
+  static final String INGRESS = "        <uc:ingress>\n"
+      + "          <uc:allow protocol=\"tcp\" port=\"" + ALLOWED + "\"/>\n"
+      + "          <uc:allow protocol=\"icmp\"/>\n"
+      + "        </uc:ingress>\n";
 
   /** {@code nft} or {@code nwfilter}. */
   abstract String backend();
@@ -77,6 +104,20 @@ abstract class MigrationSuite {
     return new String[0];
   }
 
+  /**
+   * The guest NIC's uc:ingress (prefixed uc:, inside its uc:interface; {@link #INGRESS}), or null for
+   * none. With one, the guest gets its TCP service and connection, and every migration checks them
+   * (see the class comment).
+   */
+  String ingress() {
+    return null;
+  }
+
+  /** The guest's complete metadata element (with {@link #ingress}). */
+  String fullMetadata() {
+    return guest.firewallMetadata(ingress() != null ? ingress() : "");
+  }
+
   /** Run once both libvirtd answer (nwfilter: define the templates). */
   void afterStart() {}
 
@@ -95,6 +136,11 @@ abstract class MigrationSuite {
       lab.start();
       afterStart();
       guest = lab.guest(20);
+      if (ingress() != null) {
+        guest = guest.withTcp(ALLOWED + "," + NOT_ALLOWED, TwoHostLab.OBS4 + ":" + PEER_PORT);
+        peer = TcpPeer.start(prefix() + "-obs", TwoHostLab.OBS4, PEER_PORT, guest.ip4Address(),
+            Map.of(ALLOWED, 25, NOT_ALLOWED, 50), lab.dir());
+      }
       pinger = Observer.ping(prefix() + "-obs", guest.ip4Address(), 20, lab.dir());
     } catch (RuntimeException e) {
       lab.close();
@@ -122,6 +168,9 @@ abstract class MigrationSuite {
     if (pinger != null) {
       pinger.close();
     }
+    if (peer != null) {
+      peer.close();
+    }
     if (lab != null) {
       lab.close();
     }
@@ -140,6 +189,14 @@ abstract class MigrationSuite {
     assertEquals(0, all.spoofed(), "zero spoofed probes from boot on:\n" + all);
     assertProtected(lab.a());
     assertReadyBeforeGuestRuns(lab.a(), tap(lab.a()));
+    if (peer != null) {
+      TcpPeer.Line rt = peer.awaitRoundTrip(conn, since, 30_000);
+      awaitServiceAfter(Observer.nowNs());
+      long t = Observer.nowNs();
+      report("boot: the guest's connection %s, first round trip %s; %s", peer.connections(), rt,
+          serviceSummary(since, t));
+      assertServices(since, t, "on A after boot");
+    }
   }
 
   @Test
@@ -153,6 +210,7 @@ abstract class MigrationSuite {
   void liveMigrationBtoAP2p() {
     hookP2pGaps.add(migrateAndCheck(lab.b(), lab.a(), true, "B->A p2p"));
     hookP2pPingGaps.add(lastPingGapMs);
+    hookP2pServiceGaps.add(lastServiceGapMs);
   }
 
   @Test
@@ -202,6 +260,12 @@ abstract class MigrationSuite {
     assertEquals(0, s.spoofed(), "zero spoofed probes through save/restore/restart:\n" + s);
     assertTrue(after.count("legit4") > 10, "guest probes after restore and restart:\n" + after);
     assertTrue(calls(lab.a()).contains("reconnect begin"), "A's hook saw reconnect: " + calls(lab.a()));
+    if (peer != null) {
+      peer.awaitRoundTrip(conn, t2, 20_000);
+      assertEquals(conn, peer.connections().size(), "the guest's connection survives save/restore: " + peer.connections());
+      awaitServiceAfter(t2);
+      assertServices(t2, Observer.nowNs(), "on A after restore and libvirtd restart");
+    }
     // the hook log of A since the save: no error (reconnect went through the launcher's batching)
     String log = hookLog(lab.a());
     assertFalse(log.lines().anyMatch(l -> l.contains(" error ") && l.compareTo(isoNow(t0)) > 0),
@@ -211,7 +275,39 @@ abstract class MigrationSuite {
   @Test
   @Order(6)
   void changedMetadataIsEnforcedByTheDestination() {
-    changeMetadataAndMigrate();
+    if (peer == null) {
+      changeMetadataAndMigrate();
+      return;
+    }
+    // the guest's connection relies on conntrack picking it up mid-stream on the destination
+    // (nf_conntrack_tcp_loose = 1, the default). The counter-test: a connection B has never seen (the
+    // guest opens a new one on A), migrated to B with loose = 0 there; then loose = 1 again.
+    long t0 = Observer.nowNs();
+    peer.reconnect();
+    peer.awaitConnections(++conn, 10_000);
+    peer.awaitRoundTrip(conn, t0, 10_000);
+    TwoHostLab.sysctl(lab.b(), "net/netfilter/nf_conntrack_tcp_loose", 0);
+    long on;
+    try {
+      changeMetadataAndMigrate();
+      TwoHostLab.Migration m = lastMigration;
+      awaitServiceAfter(m.endNs());
+      on = Observer.nowNs();
+      List<TcpPeer.Line> sent = peer.lines(m.endNs(), on).stream().filter(l -> l.conn() == conn).toList();
+      report("loose = 0 on B: %.1f s after the migration, the guest's connection %d: %d new lines reached the peer"
+          + " (last %s), round trip: %s; %s", (on - m.endNs()) / 1e9, conn, sent.size(),
+          sent.isEmpty() ? "-" : sent.get(sent.size() - 1), peer.roundTripAfter(conn, m.endNs()),
+          serviceSummary(m.endNs(), on));
+      assertTrue(peer.roundTripAfter(conn, m.endNs()) == null, "with loose = 0 on B no answer of the peer reaches the"
+          + " guest: the connection is not established there and its port is not allowed: " + sent);
+      assertServices(m.endNs(), on, "on B with loose = 0 (new connections do not need it)");
+    } finally {
+      TwoHostLab.sysctl(lab.b(), "net/netfilter/nf_conntrack_tcp_loose", 1);
+    }
+    TcpPeer.Line rt = peer.awaitRoundTrip(conn, on, 30_000);
+    report("loose = 1 on B again: the guest's connection %d carries data both ways again after %.0f ms (%s)", conn,
+        (rt.tsNs() - on) / 1e6, rt);
+    assertEquals(conn, peer.connections().size(), "the same connection, not a new one: " + peer.connections());
   }
 
   @Test
@@ -271,6 +367,7 @@ abstract class MigrationSuite {
   void p2pWithFullMetadataAgainBtoA() {
     hookP2pGaps.add(migrateAndCheck(lab.b(), lab.a(), true, "B->A p2p (second)"));
     hookP2pPingGaps.add(lastPingGapMs);
+    hookP2pServiceGaps.add(lastServiceGapMs);
   }
 
   /**
@@ -289,14 +386,23 @@ abstract class MigrationSuite {
   void outageWithoutHookForComparison() {
     // no hook at all on either host (libvirtd only reads hooks at start)
     for (LibvirtHost h : List.of(lab.a(), lab.b())) {
+      long t = System.nanoTime();
       h.removeHook();
       h.restart();
+      report("without hook: %s's libvirtd restarted without hook in %.2f s", h.name(), (System.nanoTime() - t) / 1e9);
     }
     // on both hosts: B's table has the vm_taps guard, which drops a tap that arrives without rules
     for (LibvirtHost h : List.of(lab.a(), lab.b())) {
-      Cmd.Result drop = h.exec("nft", "delete", "table", "bridge", "uncloud");
-      report("without hook: nft table on %s %s", h == lab.a() ? "A" : "B", drop.ok() ? "deleted" : "absent");
+      for (String table : new String[] {"bridge uncloud", "bridge uncloud-inbound", "inet uncloud-inbound"}) {
+        List<String> argv = new ArrayList<>(List.of("nft", "delete", "table"));
+        argv.addAll(List.of(table.split(" ")));
+        long t = System.nanoTime();
+        Cmd.Result drop = h.exec(argv.toArray(String[]::new));
+        report("without hook: nft table %s on %s %s (%.2f s)", table, h == lab.a() ? "A" : "B", drop.ok() ? "deleted" : "absent",
+            (System.nanoTime() - t) / 1e9);
+      }
     }
+    List<Double> serviceWithout = new ArrayList<>();
     List<Double> without = new ArrayList<>();
     List<Double> pingWithout = new ArrayList<>();
     List<Integer> announcesWithout = new ArrayList<>();
@@ -311,6 +417,13 @@ abstract class MigrationSuite {
       without.add(outage(lab.observer().summary(m.startNs() - 1_000_000_000L, m.endNs() + 1_000_000_000L)));
       pingWithout.add(pingGap(m.startNs() - 1_000_000_000L, m.endNs() + 1_000_000_000L));
       announcesWithout.add(announces(m.startNs(), Observer.nowNs()));
+      if (peer != null) {
+        TcpPeer.Line rt = peer.awaitRoundTrip(conn, m.endNs(), 20_000);
+        awaitServiceAfter(m.endNs());
+        serviceWithout.add(peer.serviceGapMs(ALLOWED, m.startNs() - 1_000_000_000L, m.endNs() + 1_000_000_000L));
+        report("without hook, migration %d: %.2f s; the guest's connection %d: first round trip %.0f ms after it", i + 1,
+            m.seconds(), conn, (rt.tsNs() - m.endNs()) / 1e6);
+      }
       from = to;
     }
     Observer.Summary after = lab.observer().summary(m.endNs(), Observer.nowNs());
@@ -326,6 +439,19 @@ abstract class MigrationSuite {
         backend(), fmt(hookP2pPingGaps), fmt(pingWithout), announcesWithout);
     assertTrue(withWorst <= 2 * withoutWorst + 500, "the hook does not grossly lengthen the outage: " + hookP2pGaps
         + " vs " + without);
+    if (peer != null) {
+      long now = Observer.nowNs();
+      report("SERVICE OUTAGE p2p migration, %s: largest gap between connections to the guest's :%d (every 25 ms) with"
+          + " hook and uc:ingress %s ms, without hook %s ms; without any filter :%d answers too: %s", backend(), ALLOWED,
+          fmt(hookP2pServiceGaps), fmt(serviceWithout), NOT_ALLOWED, serviceSummary(m.endNs(), now));
+      assertTrue(peer.attempts(NOT_ALLOWED, m.endNs(), now).stream().anyMatch(TcpPeer.Attempt::ok),
+          "control: without any filter the guest answers on :" + NOT_ALLOWED + " (so with the hook it was the filter)");
+      assertEquals(conn, peer.connections().size(), "one connection of the guest throughout: " + peer.connections());
+      double sWith = hookP2pServiceGaps.stream().mapToDouble(Double::doubleValue).max().orElseThrow();
+      double sWithout = serviceWithout.stream().mapToDouble(Double::doubleValue).max().orElseThrow();
+      assertTrue(sWith <= 2 * sWithout + 500, "inbound rules do not grossly lengthen the service's outage: "
+          + hookP2pServiceGaps + " vs " + serviceWithout);
+    }
   }
 
   // ------------------------------------------------------------------ helpers
@@ -339,6 +465,7 @@ abstract class MigrationSuite {
     assertFalse(fw.contains(guest.ip6Address()), fw);
     lab.a().virsh("metadata", guest.name(), "--uri", NS_URI, "--key", "uc", "--live", "--config", "--set", fw).check();
     TwoHostLab.Migration m = lab.migrate(guest.name(), lab.a(), lab.b(), false);
+    lastMigration = m;
     assertTrue(m.result().ok(), "virsh migrate A->B: " + m.result().err() + m.result().out());
     sleepMs(1000);
     awaitLegitAfter(m.endNs());
@@ -354,7 +481,7 @@ abstract class MigrationSuite {
 
   /** The guest's full metadata again on h (live and persistent); takes effect at the next start (migration). */
   void restoreFullMetadata(LibvirtHost h) {
-    String full = guest.firewallMetadata().replace("uc:", "").replace(" xmlns:uc=\"" + NS_URI + "\"", "");
+    String full = fullMetadata().replace("uc:", "").replace(" xmlns:uc=\"" + NS_URI + "\"", "");
     h.virsh("metadata", guest.name(), "--uri", NS_URI, "--key", "uc", "--live", "--config", "--set", full).check();
   }
 
@@ -362,6 +489,7 @@ abstract class MigrationSuite {
   double migrateAndCheck(LibvirtHost from, LibvirtHost to, boolean p2p, String what) {
     int callsBefore = callLines(to).size();
     TwoHostLab.Migration m = lab.migrate(guest.name(), from, to, p2p);
+    lastMigration = m;
     assertTrue(m.result().ok(), "virsh migrate " + what + ": " + m.result().err() + m.result().out());
     sleepMs(1000);
     awaitLegitAfter(m.endNs());
@@ -381,6 +509,7 @@ abstract class MigrationSuite {
         "destination's hook calls");
     assertReadyBeforeGuestRuns(to, tap(to));
     assertNothingLeft(from, "source after " + what);
+    long sourceCleanNs = Observer.nowNs();
     for (String cfg : new String[] {"--live", "--config"}) {
       String md = to.virsh("metadata", guest.name(), NS_URI, cfg).check().out();
       assertTrue(md.contains(guest.mac()), "metadata in the destination's " + cfg + " XML: " + md);
@@ -396,7 +525,64 @@ abstract class MigrationSuite {
     assertTrue(announces > 0, "the observer sees qemu's announce-self RARP from " + guest.mac() + " after " + what
         + ": " + lab.observer().frames(m.startNs(), Observer.nowNs(), f -> f.etherType() == 0x8035));
     assertTrue(replies > 10, "the guest answers the observer's pings after " + what + ":\n" + after);
+    if (peer != null) {
+      checkTcpAfter(m, what, sourceCleanNs);
+    }
     return outage(s);
+  }
+
+  /**
+   * Issue 17, after migration m (the guest on its destination, with its inbound rules): the guest's
+   * own connection (the same one) carries data both ways; the allowed service answers, the other is
+   * dropped (attempts time out: the guest does listen there, see the runs without hook), before,
+   * during and after the migration, and also after sourceCleanNs, once the source had nothing of the
+   * guest left: so the destination drops it. Sets {@link #lastServiceGapMs}.
+   */
+  void checkTcpAfter(TwoHostLab.Migration m, String what, long sourceCleanNs) {
+    TcpPeer.Line rt = peer.awaitRoundTrip(conn, m.endNs(), 20_000);
+    awaitServiceAfter(sourceCleanNs);
+    long now = Observer.nowNs();
+    lastServiceGapMs = peer.serviceGapMs(ALLOWED, m.startNs() - 1_000_000_000L, m.endNs() + 1_000_000_000L);
+    report("  TCP: allowed service's outage (connects every 25 ms to :%d) %.0f ms; the guest's connection %d: largest"
+        + " gap %.0f ms, first round trip %.0f ms after the migration; %s", ALLOWED, lastServiceGapMs, conn,
+        peer.lineGapMs(conn, m.startNs() - 1_000_000_000L, m.endNs() + 1_000_000_000L), (rt.tsNs() - m.endNs()) / 1e6,
+        serviceSummary(m.startNs(), now));
+    List<String> c = peer.connections();
+    assertEquals(conn, c.size(), "the guest's connection survives " + what + " (no new one): " + c);
+    assertFalse(c.get(conn - 1).contains("closed"), "the guest's connection is open after " + what + ": " + c);
+    assertServices(m.startNs() - 1_000_000_000L, now, "before, during and after " + what);
+    assertServices(sourceCleanNs, now, "after " + what + ", nothing of the guest left on the source");
+    assertTrue(peer.attempts(ALLOWED, m.endNs(), now).stream().filter(TcpPeer.Attempt::ok).count() > 5,
+        "the allowed service answers after " + what + ": " + serviceSummary(m.endNs(), now));
+  }
+
+  /** Waits until the attempts started in the first 0.2 s after t have ended (each ends within 0.8 s). */
+  void awaitServiceAfter(long t) {
+    long wait = (t + 1_000_000_000L - Observer.nowNs()) / 1_000_000;
+    if (wait > 0) {
+      sleepMs(wait);
+    }
+  }
+
+  /** In [fromNs, toNs]: the allowed service answered at least once, the other one never (3 or more attempts timed out). */
+  void assertServices(long fromNs, long toNs, String when) {
+    List<TcpPeer.Attempt> ok = peer.attempts(ALLOWED, fromNs, toNs);
+    List<TcpPeer.Attempt> no = peer.attempts(NOT_ALLOWED, fromNs, toNs);
+    assertTrue(ok.stream().anyMatch(TcpPeer.Attempt::ok), ":" + ALLOWED + " answers " + when + ": " + ok);
+    assertTrue(no.stream().noneMatch(a -> a.ok() || a.result().equals("refused"))
+        && no.stream().filter(a -> a.result().equals("timeout")).count() >= 3, ":" + NOT_ALLOWED + " dropped (no answer,"
+        + " no reset: the attempts time out) " + when + ": " + serviceSummary(fromNs, toNs));
+  }
+
+  /** The attempts' results per port in [fromNs, toNs], e.g. "8080: ok 40; 8081: timeout 10". */
+  String serviceSummary(long fromNs, long toNs) {
+    List<String> parts = new ArrayList<>();
+    for (int port : new int[] {ALLOWED, NOT_ALLOWED}) {
+      Map<String, Long> by = new java.util.TreeMap<>(peer.attempts(port, fromNs, toNs).stream()
+          .collect(java.util.stream.Collectors.groupingBy(TcpPeer.Attempt::result, java.util.stream.Collectors.counting())));
+      parts.add(":" + port + " " + by);
+    }
+    return String.join(", ", parts);
   }
 
   /**

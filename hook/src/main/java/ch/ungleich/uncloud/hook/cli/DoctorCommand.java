@@ -20,6 +20,7 @@ import ch.ungleich.uncloud.hook.nft.NftScript;
 import ch.ungleich.uncloud.hook.nft.NftState;
 import ch.ungleich.uncloud.hook.nft.ProcessNftRunner;
 import ch.ungleich.uncloud.hook.nft.ReconcilePlan;
+import ch.ungleich.uncloud.hook.nwfilter.NwfilterBackend;
 import ch.ungleich.uncloud.hook.nwfilter.Templates;
 import ch.ungleich.uncloud.hook.source.AddressSource;
 import ch.ungleich.uncloud.hook.source.EtcdClient;
@@ -208,10 +209,12 @@ final class DoctorCommand implements Callable<Integer> {
     }
     checks.add(agentCheck(cfg));
     List<String> stateful = new ArrayList<>();
-    if (inv != null && cfg.backend().equals("nft")) {
+    boolean nwfilter = cfg.backend().equals("nwfilter");
+    if (inv != null) {
       for (DomainPolicy p : inv.policies()) {
         for (NicPolicy n : p.nics()) {
-          if (n.hasChain() && n.rules().any()) {
+          // nwfilter: a NIC whose filterref carries the rules (it need not run: its rules apply at start)
+          if ((nwfilter ? NwfilterBackend.expected(n) != null : n.hasChain()) && n.rules().any()) {
             stateful.add(p.name() + " " + n.name());
           }
         }
@@ -219,7 +222,7 @@ final class DoctorCommand implements Callable<Integer> {
     }
     String v4 = host.sysctl("net.bridge.bridge-nf-call-iptables");
     checks.addAll(Checks.bridgeNfCall(v4, host.sysctl("net.bridge.bridge-nf-call-ip6tables"), stateful,
-        stateful.isEmpty() ? null : kernelPaths(host, cfg.nft(), v4 != null)));
+        stateful.isEmpty() ? null : kernelPaths(host, cfg.nft(), v4 != null), nwfilter));
 
     int code = Checks.exitCode(checks);
     int pass = 0;

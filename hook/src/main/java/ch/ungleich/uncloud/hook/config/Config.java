@@ -81,10 +81,6 @@ public record Config(
       }
       v.put(key, value);
     }
-    if (v.get("backend").equals("nwfilter") && v.get("ingress").equals("deny")) {
-      throw UncloudException.invalid(where + ": ingress = deny needs backend = nft (nwfilter does not enforce"
-          + " uc:ingress yet)");
-    }
     return new Config(
         oneOf(where, "backend", v, "nft", "nwfilter"),
         oneOf(where, "unlisted", v, "deny", "mac-only", "allow"),

@@ -687,7 +687,42 @@ public final class Checks {
    * off, never opened: FAIL, with the fix.
    */
   public static List<Check> bridgeNfCall(String v4, String v6, List<String> stateful, KernelPaths kernel) {
+    return bridgeNfCall(v4, v6, stateful, kernel, false);
+  }
+
+  /**
+   * As {@link #bridgeNfCall(String, String, List, KernelPaths)}; with {@code nwfilter} ({@code backend =
+   * nwfilter}) the rules are libvirt's ip(6)tables rules (FORWARD and INPUT, matched by physdev),
+   * which bridged IP reaches only through br_netfilter too, but without it they are simply not
+   * applied: such NICs are open (fail open), FAIL with the fix.
+   */
+  public static List<Check> bridgeNfCall(String v4, String v6, List<String> stateful, KernelPaths kernel,
+      boolean nwfilter) {
     List<Check> out = new ArrayList<>();
+    if (!stateful.isEmpty() && nwfilter) {
+      String who = stateful.size() <= 3 ? String.join(", ", stateful) : stateful.get(0) + " and " + (stateful.size() - 1) + " more NICs";
+      String[][] need = {{"net.bridge.bridge-nf-call-iptables", v4, "IPv4", "iptables"},
+          {"net.bridge.bridge-nf-call-ip6tables", v6, "IPv6", "ip6tables"}};
+      for (String[] s : need) {
+        if ("1".equals(s[1])) {
+          out.add(Check.pass("sysctl", s[0], "= 1: needed by uc:ingress/uc:egress of " + who + " (backend = nwfilter:"
+              + " libvirt's " + s[3] + " rules, FORWARD and INPUT by physdev, which bridged " + s[2] + " reaches through"
+              + " br_netfilter)"));
+        } else {
+          boolean none = "absent".equals(kernel == null ? null : kernel.brNetfilter());
+          out.add(Check.fail("sysctl", s[0], (s[1] == null ? "absent (br_netfilter not loaded)" : "= " + s[1])
+                  + ": backend = nwfilter enforces the uc:ingress/uc:egress rules of " + who + " with libvirt's " + s[3]
+                  + " rules, which bridged " + s[2] + " reaches only through br_netfilter; until then their " + s[2]
+                  + " is NOT filtered by these rules (nwfilter fails open)",
+              none
+                  ? "this kernel has no br_netfilter (CONFIG_BRIDGE_NETFILTER): uc:ingress/uc:egress cannot be enforced here;"
+                      + " boot a kernel that has it, or remove uc:ingress/uc:egress (and ingress = deny)"
+                  : (s[1] == null ? "modprobe br_netfilter; " : "") + "sysctl -w " + s[0] + "=1 and persist it in /etc/sysctl.d/"
+                      + " (per network namespace: the one libvirtd's bridges are in)"));
+        }
+      }
+      return out;
+    }
     if (!stateful.isEmpty()) {
       String who = stateful.size() <= 3 ? String.join(", ", stateful) : stateful.get(0) + " and " + (stateful.size() - 1) + " more NICs";
       String[][] need = {{"net.bridge.bridge-nf-call-iptables", v4, "IPv4"}, {"net.bridge.bridge-nf-call-ip6tables", v6, "IPv6"}};

@@ -186,10 +186,6 @@ public final class PolicyBuilder {
     if (trusted) {
       return StatefulRules.NONE;
     }
-    if (config.backend().equals("nwfilter") && (fi.ingress != null || fi.egress != null)) {
-      throw UncloudException.invalid(where + ": uc:ingress/uc:egress are enforced by backend = nft only;"
-          + " with backend = nwfilter they would be ignored, so they are refused");
-    }
     boolean ingress = fi.ingress != null || config.ingressDeny();
     return new StatefulRules(ingress, in, fi.egress != null, out);
   }

@@ -2,10 +2,13 @@ package ch.ungleich.uncloud.hook.nwfilter;
 
 import ch.ungleich.uncloud.hook.UncloudException;
 import ch.ungleich.uncloud.hook.model.AddressSet;
+import ch.ungleich.uncloud.hook.model.Allow;
 import ch.ungleich.uncloud.hook.model.DomainPolicy;
 import ch.ungleich.uncloud.hook.model.IpPrefix;
 import ch.ungleich.uncloud.hook.model.Mode;
 import ch.ungleich.uncloud.hook.model.NicPolicy;
+import ch.ungleich.uncloud.hook.model.Protocol;
+import ch.ungleich.uncloud.hook.model.StatefulRules;
 import ch.ungleich.uncloud.libvirtxml.domain.Domain;
 import ch.ungleich.uncloud.libvirtxml.domain.Interface;
 import java.math.BigInteger;
@@ -25,6 +28,15 @@ import java.util.List;
  * ranges are cut into the fewest CIDR prefixes. nwfilter has no empty list, so a NIC without IPv4
  * gets {@link #NO_IPV4}, which the filter makes inert (it drops every 0.0.0.0 source it has not
  * accepted as a DHCP discover before).
+ *
+ * <p>A NIC with {@code uc:ingress} (or under {@code ingress = deny}) and/or {@code uc:egress} gets the
+ * same filter with {@code -in}, {@code -out} or {@code -inout} appended, which adds {@code
+ * uncloud-ingress} / {@code uncloud-egress}: their allows as paired lists per protocol and family,
+ * {@code IN_TCP4} (peer address), {@code IN_TCP4_PREFIX}, {@code IN_TCP4_PORT}, {@code
+ * IN_TCP4_PORTEND}; the same for {@code UDP4}, {@code TCP6}, {@code UDP6}; {@code IN_ICMP4}, {@code
+ * IN_ICMP6}, {@code IN_ANY4}, {@code IN_ANY6} with peer only; {@code OUT_} for egress. An empty list
+ * is the placeholder {@link #NO_ALLOW4}/32 or {@link #NO_ALLOW6}/128 (ports 0-65535), which those
+ * filters make inert by dropping every packet from (ingress) or to (egress) that address first.
  */
 public final class NwfilterBackend {
   /** Filtered NIC, host setting {@code dhcp_client = yes}. */
@@ -35,6 +47,13 @@ public final class NwfilterBackend {
   public static final String MAC_ONLY = "uncloud-mac-only";
   /** The placeholder address of a NIC without IPv4: 0.0.0.0/32. */
   public static final String NO_IPV4 = "0.0.0.0";
+  /**
+   * The placeholder of an empty allow list, IPv4: 224.0.0.0/32, reserved (RFC 5771), never a source and
+   * never a group; uncloud-ingress drops every packet from it and uncloud-egress every packet to it.
+   */
+  public static final String NO_ALLOW4 = "224.0.0.0";
+  /** The same for IPv6: ff00::/128, a reserved multicast address (RFC 4291). */
+  public static final String NO_ALLOW6 = "ff00::";
 
   private NwfilterBackend() {}
 
@@ -66,7 +85,57 @@ public final class NwfilterBackend {
       p.add(new FilterRef.Param("IPV6", x.address()));
       p.add(new FilterRef.Param("IPV6_PREFIX", Integer.toString(x.length())));
     }
-    return new FilterRef(nic.dhcpClient() ? CLEAN_TRAFFIC : CLEAN_TRAFFIC_NO_DHCP, p);
+    StatefulRules r = nic.rules();
+    if (r.ingress()) {
+      allowParams(p, "IN_", r.in());
+    }
+    if (r.egress()) {
+      allowParams(p, "OUT_", r.out());
+    }
+    return new FilterRef(filterName(nic.dhcpClient(), r), p);
+  }
+
+  /**
+   * The root filter: {@link #CLEAN_TRAFFIC} or {@link #CLEAN_TRAFFIC_NO_DHCP}, with {@code -in},
+   * {@code -out} or {@code -inout} when the NIC has ingress and/or egress rules.
+   */
+  public static String filterName(boolean dhcpClient, StatefulRules r) {
+    String base = dhcpClient ? CLEAN_TRAFFIC : CLEAN_TRAFFIC_NO_DHCP;
+    return base + (r.ingress() ? r.egress() ? "-inout" : "-in" : r.egress() ? "-out" : "");
+  }
+
+  /** The kinds of allow list per family, in the order the parameters are written. */
+  private static final List<Protocol> KINDS = List.of(Protocol.TCP, Protocol.UDP, Protocol.ICMP, Protocol.ANY);
+
+  /** One direction's allows as paired lists ({@code prefix} IN_ or OUT_), a placeholder for an empty list. */
+  static void allowParams(List<FilterRef.Param> p, String prefix, List<Allow> allows) {
+    for (boolean v6 : new boolean[] {false, true}) {
+      for (Protocol kind : KINDS) {
+        Protocol proto = kind == Protocol.ICMP && v6 ? Protocol.ICMPV6 : kind;
+        String name = prefix + (kind == Protocol.ANY ? "ANY" : kind.text().toUpperCase(java.util.Locale.ROOT)) + (v6 ? "6" : "4");
+        boolean any = false;
+        for (Allow a : allows) {
+          if (a.protocol() == proto && a.covers(v6)) {
+            IpPrefix peer = a.peer() != null ? a.peer() : new IpPrefix(v6, BigInteger.ZERO, 0);
+            list(p, name, peer.address(), peer.length(), proto.hasPorts() ? a.portLo() : -1,
+                a.portLo() == 0 ? 65535 : a.portHi());
+            any = true;
+          }
+        }
+        if (!any) {
+          list(p, name, v6 ? NO_ALLOW6 : NO_ALLOW4, v6 ? 128 : 32, proto.hasPorts() ? 0 : -1, 65535);
+        }
+      }
+    }
+  }
+
+  private static void list(List<FilterRef.Param> p, String name, String addr, int len, int lo, int hi) {
+    p.add(new FilterRef.Param(name, addr));
+    p.add(new FilterRef.Param(name + "_PREFIX", Integer.toString(len)));
+    if (lo >= 0) {
+      p.add(new FilterRef.Param(name + "_PORT", Integer.toString(lo)));
+      p.add(new FilterRef.Param(name + "_PORTEND", Integer.toString(hi)));
+    }
   }
 
   /** What happens to one NIC's filterref. */
@@ -174,6 +243,13 @@ public final class NwfilterBackend {
         d.add((fam.equals("IPV4") ? "IPv4 " : "IPv6 ") + have + " should be " + want);
       }
     }
+    for (String dir : List.of("IN_", "OUT_")) {
+      List<String> have = allows(o, dir);
+      List<String> want = allows(w, dir);
+      if (!have.equals(want)) {
+        d.add((dir.equals("IN_") ? "ingress " : "egress ") + have + " should be " + want);
+      }
+    }
     if (d.isEmpty()) {
       d.add("parameters " + describeParams(o) + " should be " + describeParams(w));
     }
@@ -191,12 +267,52 @@ public final class NwfilterBackend {
         out.add(fam + "=" + a);
       }
     }
+    for (String dir : List.of("IN_", "OUT_")) {
+      List<String> a = allows(f, dir);
+      if (!a.isEmpty() || !f.values(dir + "ANY4").isEmpty()) {
+        out.add((dir.equals("IN_") ? "ingress" : "egress") + "=" + a);
+      }
+    }
     for (FilterRef.Param x : f.params()) {
-      if (!x.name().matches("MAC|IPV4|IPV4_PREFIX|IPV6|IPV6_PREFIX")) {
+      if (!x.name().matches("MAC|IPV4|IPV4_PREFIX|IPV6|IPV6_PREFIX|(IN|OUT)_(TCP|UDP|ICMP|ANY)[46](_PREFIX|_PORT|_PORTEND)?")) {
         out.add(x.name() + "=" + x.value());
       }
     }
     return String.join(", ", out);
+  }
+
+  /**
+   * One direction's allows as words ({@code tcp 198.51.100.0/24 22}, {@code icmp any}, {@code any
+   * 203.0.113.7/32}), placeholders left out; a list of different lengths shows a {@code ?}.
+   */
+  static List<String> allows(FilterRef f, String dir) {
+    List<String> out = new ArrayList<>();
+    for (String fam : List.of("4", "6")) {
+      for (String kind : List.of("TCP", "UDP", "ICMP", "ANY")) {
+        String n = dir + kind + fam;
+        List<String> a = f.values(n);
+        List<String> l = f.values(n + "_PREFIX");
+        List<String> lo = f.values(n + "_PORT");
+        List<String> hi = f.values(n + "_PORTEND");
+        boolean ports = kind.equals("TCP") || kind.equals("UDP");
+        for (int i = 0; i < a.size(); i++) {
+          String len = i < l.size() ? l.get(i) : "?";
+          if (a.get(i).equals(fam.equals("4") ? NO_ALLOW4 : NO_ALLOW6) && len.equals(fam.equals("4") ? "32" : "128")) {
+            continue;
+          }
+          String proto = kind.equals("ICMP") && fam.equals("6") ? "icmpv6" : kind.toLowerCase(java.util.Locale.ROOT);
+          String peer = len.equals("0") ? "any" : a.get(i) + "/" + len;
+          String port = "";
+          if (ports) {
+            String p0 = i < lo.size() ? lo.get(i) : "?";
+            String p1 = i < hi.size() ? hi.get(i) : "?";
+            port = p0.equals("0") && p1.equals("65535") ? "" : " " + (p0.equals(p1) ? p0 : p0 + "-" + p1);
+          }
+          out.add(proto + " " + peer + port);
+        }
+      }
+    }
+    return out;
   }
 
   /** {@code IPV4[i]/IPV4_PREFIX[i]} for every i; the placeholder 0.0.0.0/32 shows as nothing. */

@@ -262,6 +262,18 @@ class ChecksTest {
     assertTrue(notLoaded.fix().startsWith("modprobe br_netfilter; sysctl -w"), notLoaded.fix());
     Check none = Checks.bridgeNfCall(null, null, List.of("web01 net0"), new Checks.KernelPaths("absent", "absent")).get(0);
     assertTrue(none.fix().startsWith("this kernel has no br_netfilter (CONFIG_BRIDGE_NETFILTER)"), none.fix());
+    // backend = nwfilter: libvirt's iptables rules are not applied without br_netfilter: FAIL, fail open
+    List<Check> nw = Checks.bridgeNfCall("0", "1", List.of("web01 net0"), null, true);
+    assertEquals(Status.FAIL, nw.get(0).status());
+    assertEquals("= 0: backend = nwfilter enforces the uc:ingress/uc:egress rules of web01 net0 with libvirt's iptables"
+        + " rules, which bridged IPv4 reaches only through br_netfilter; until then their IPv4 is NOT filtered by these"
+        + " rules (nwfilter fails open)", nw.get(0).found());
+    assertTrue(nw.get(0).fix().startsWith("sysctl -w net.bridge.bridge-nf-call-iptables=1"), nw.get(0).fix());
+    assertEquals(Status.PASS, nw.get(1).status());
+    assertTrue(nw.get(1).found().contains("backend = nwfilter: libvirt's ip6tables rules"), nw.get(1).found());
+    assertTrue(Checks.bridgeNfCall(null, null, List.of("web01 net0"), null, true).get(0).fix().startsWith("modprobe br_netfilter"));
+    // without rules on any NIC nwfilter is like nft: 1 is only a warning
+    assertEquals(Status.WARN, Checks.bridgeNfCall("1", "0", List.of(), null, true).get(0).status());
     assertEquals(0, Checks.exitCode(List.of(Check.pass("a", null, "x"))));
     assertEquals(1, Checks.exitCode(List.of(Check.pass("a", null, "x"), Check.warn("b", null, "y", "z"))));
     assertEquals(2, Checks.exitCode(List.of(Check.fail("a", null, "x", "f"), Check.warn("b", null, "y", "z"))));

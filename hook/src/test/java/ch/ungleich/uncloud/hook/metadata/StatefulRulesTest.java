@@ -93,11 +93,13 @@ class StatefulRulesTest {
   }
 
   @Test
-  void nwfilterBackendRefusesRulesItWouldNotEnforce() {
-    String m = assertThrowsInvalid(() -> PolicyBuilderTest.build(withRules("<uc:ingress/>", ""), "backend = nwfilter\n"));
-    assertTrue(m.startsWith("web01 nic0 " + MAC1 + ": uc:ingress/uc:egress are enforced by backend = nft only"), m);
-    m = assertThrowsInvalid(() -> ch.ungleich.uncloud.hook.config.Config.parse("backend = nwfilter\ningress = deny\n", "c"));
-    assertTrue(m.contains("ingress = deny needs backend = nft"), m);
+  void nwfilterBackendTakesTheRulesToo() {
+    StatefulRules r = PolicyBuilderTest.build(withRules("<uc:ingress/>", ""), "backend = nwfilter\n").nics().get(0).rules();
+    assertTrue(r.ingress());
+    assertFalse(r.egress());
+    ch.ungleich.uncloud.hook.config.Config c = ch.ungleich.uncloud.hook.config.Config.parse("backend = nwfilter\ningress = deny\n", "c");
+    assertTrue(c.ingressDeny());
+    assertTrue(PolicyBuilderTest.build(withRules("", ""), "backend = nwfilter\ningress = deny\n").nics().get(0).rules().ingress());
     assertEquals(StatefulRules.NONE, PolicyBuilderTest.build(withRules("", ""), "backend = nwfilter\n").nics().get(0).rules());
   }
 

@@ -103,6 +103,45 @@ class NwfilterBackendTest {
     assertNull(expected("<uc:interface mac='52:54:00:aa:bb:01' trusted='true'/>", NWF));
   }
 
+  static String withRules(String rules, String... a) {
+    return ips(a).replace("</uc:interface>", rules + "</uc:interface>");
+  }
+
+  @Test
+  void ingressAndEgressPickTheRootAndCarryTheAllows() {
+    String in = "<uc:ingress><uc:allow protocol='tcp' port='22' from='198.51.100.0/24'/><uc:allow protocol='icmpv6'/>"
+        + "</uc:ingress>";
+    FilterRef f = expected(withRules(in, "192.0.2.10"), NWF);
+    assertEquals("uncloud-clean-traffic-in", f.filter());
+    assertEquals(List.of("198.51.100.0"), f.values("IN_TCP4"));
+    assertEquals(List.of("24"), f.values("IN_TCP4_PREFIX"));
+    assertEquals(List.of("22"), f.values("IN_TCP4_PORT"));
+    assertEquals(List.of("22"), f.values("IN_TCP4_PORTEND"));
+    // empty lists: the placeholder (ports 0-65535 for tcp/udp)
+    assertEquals(List.of("ff00::"), f.values("IN_TCP6"));
+    assertEquals(List.of("128"), f.values("IN_TCP6_PREFIX"));
+    assertEquals(List.of("0"), f.values("IN_UDP4_PORT"));
+    assertEquals(List.of("65535"), f.values("IN_UDP4_PORTEND"));
+    // icmpv6 without a peer: any IPv6 source; no ports for icmp and any
+    assertEquals(List.of("::"), f.values("IN_ICMP6"));
+    assertEquals(List.of("0"), f.values("IN_ICMP6_PREFIX"));
+    assertEquals(List.of(), f.values("IN_ICMP6_PORT"));
+    assertEquals(List.of(), f.values("OUT_ANY4"));
+    assertEquals("uncloud-clean-traffic-out", expected(withRules("<uc:egress/>", "192.0.2.10"), NWF).filter());
+    assertEquals("uncloud-clean-traffic-no-dhcp-inout",
+        expected(withRules("<uc:egress/>", "192.0.2.10"), NWF + "ingress = deny\ndhcp_client = no\n").filter());
+    // trusted: no filterref at all, rules or not
+    assertNull(expected(withRules(in, "192.0.2.10").replace("<uc:interface ", "<uc:interface trusted='true' "), NWF));
+    // a changed rule is a difference in words
+    FilterRef other = expected(withRules(in.replace("port='22'", "port='2222'"), "192.0.2.10"), NWF);
+    NwfilterBackend.NicChange c = plan(withRules(in, "192.0.2.10"), render(other), NWF).get(0);
+    assertEquals(NwfilterBackend.Kind.SET, c.kind());
+    assertEquals("ingress [tcp 198.51.100.0/24 2222, icmpv6 any] should be [tcp 198.51.100.0/24 22, icmpv6 any]",
+        NwfilterBackend.difference(c));
+    c = plan(ips("192.0.2.10"), render(f), NWF).get(0);
+    assertEquals("has uncloud-clean-traffic-in, needs uncloud-clean-traffic", NwfilterBackend.difference(c));
+  }
+
   @Test
   void notBridgedMeansNoFilterref() {
     String xml = domain(ips("192.0.2.10"), "").replace("type='bridge'", "type='direct'");

@@ -93,9 +93,10 @@ class TemplatesTest {
       if (!chain.equals("root")) {
         assertFalse(f.getAttribute("priority").isEmpty(), e.getKey() + ": explicit chain priority");
       }
+      // traffic to the VM (direction in) only in the delivery filter and the ingress filters
+      String direction = e.getKey().equals("uncloud-delivery") || e.getKey().startsWith("uncloud-ingress") ? "in" : "out";
       for (Element rule : children(f, "rule")) {
-        // we filter what the VM sends; traffic to the VM is not ours to filter
-        assertEquals("out", rule.getAttribute("direction"), e.getKey());
+        assertEquals(direction, rule.getAttribute("direction"), e.getKey());
         assertFalse(rule.getAttribute("priority").isEmpty(), e.getKey() + ": explicit rule priority");
         for (Element match : children(rule, null)) {
           String pt = match.getAttribute("protocoltype");
@@ -117,6 +118,36 @@ class TemplatesTest {
             e.getKey() + ": chain must end with one match-all drop or return");
       }
     }
+  }
+
+  /**
+   * libvirt's iptables layer adds the reverse rule (with the other direction's chain) to every rule
+   * without a {@code state}: a drop would drop both ways and a stateless accept would accept the
+   * reverse without state. So every iptables-level rule of ours names its state, except the allows,
+   * whose reverse is the stateful "established, reply direction" we want.
+   */
+  @Test
+  void iptablesRulesNameTheirStateExceptTheStatefulAllows() throws Exception {
+    Set<String> ebtables = Set.of("mac", "ip", "ipv6", "arp", "rarp", "vlan", "stp");
+    int allows = 0;
+    for (Map.Entry<String, Element> e : filters().entrySet()) {
+      for (Element rule : children(e.getValue(), "rule")) {
+        for (Element m : children(rule, null)) {
+          if (ebtables.contains(m.getTagName())) {
+            continue;
+          }
+          boolean allow = rule.getAttribute("action").equals("accept") && m.getAttribute("state").isEmpty()
+              && (m.getAttribute("srcipaddr") + m.getAttribute("dstipaddr")).startsWith("$");
+          if (allow) {
+            allows++;
+            assertEquals(e.getKey().equals("uncloud-ingress") ? "in" : "out", rule.getAttribute("direction"));
+          } else {
+            assertFalse(m.getAttribute("state").isEmpty(), e.getKey() + ": <" + m.getTagName() + "> without state");
+          }
+        }
+      }
+    }
+    assertEquals(16, allows, "4 kinds x 2 families x 2 directions");
   }
 
   /** Every $VARIABLE a filter uses, following its filterrefs. */
@@ -152,7 +183,12 @@ class TemplatesTest {
     for (FilterRef ref : List.of(
         expected(NwfilterBackendTest.ips("192.0.2.10"), ""),
         expected(NwfilterBackendTest.ips("192.0.2.10"), "dhcp_client = no\n"),
-        expected(null, "unlisted = mac-only\n"))) {
+        expected(null, "unlisted = mac-only\n"),
+        expected(NwfilterBackendTest.ips("192.0.2.10").replace("</uc:interface>", "<uc:ingress/></uc:interface>"), ""),
+        expected(NwfilterBackendTest.ips("192.0.2.10"), "ingress = deny\ndhcp_client = no\n"),
+        expected(NwfilterBackendTest.ips("192.0.2.10").replace("</uc:interface>", "<uc:egress/></uc:interface>"), ""),
+        expected(NwfilterBackendTest.ips("192.0.2.10").replace("</uc:interface>",
+            "<uc:ingress><uc:allow protocol='tcp' port='22'/></uc:ingress><uc:egress/></uc:interface>"), "dhcp_client = no\n"))) {
       Set<String> passed = new TreeSet<>();
       ref.params().forEach(p -> passed.add(p.name()));
       assertEquals(variables(f, ref.filter()), passed, ref.filter());
@@ -232,6 +268,35 @@ class TemplatesTest {
     FilterRef v6only = expected(NwfilterBackendTest.ips("2001:db8::10"), "");
     assertEquals(List.of("drop ip {srcipaddr=0.0.0.0}", "return ip {srcipaddr=0.0.0.0, srcipmask=32}", "drop"),
         rules(f, "uncloud-no-ip-spoofing", v6only));
+  }
+
+  @Test
+  void allowsInstantiateOneRulePerAllowAndPlaceholdersAfterTheirDrop() throws Exception {
+    Map<String, Element> f = filters();
+    FilterRef ref = expected(NwfilterBackendTest.ips("192.0.2.10", "2001:db8::10").replace("</uc:interface>",
+        "<uc:ingress><uc:allow protocol='tcp' port='22' from='198.51.100.0/24'/><uc:allow protocol='tcp' port='80-81'/>"
+            + "<uc:allow protocol='udp' port='53' from='2001:db8::/32'/><uc:allow protocol='icmp'/>"
+            + "<uc:allow from='203.0.113.7'/></uc:ingress></uc:interface>"), "");
+    assertEquals("uncloud-clean-traffic-in", ref.filter());
+    List<String> in = rules(f, "uncloud-ingress", ref);
+    // the allows, in metadata order per protocol and family
+    assertTrue(in.contains("accept tcp {dstportend=22, dstportstart=22, srcipaddr=198.51.100.0, srcipmask=24}"), in.toString());
+    assertTrue(in.contains("accept tcp {dstportend=81, dstportstart=80, srcipaddr=0.0.0.0, srcipmask=0}"), in.toString());
+    assertTrue(in.contains("accept udp-ipv6 {dstportend=53, dstportstart=53, srcipaddr=2001:db8::, srcipmask=32}"), in.toString());
+    assertTrue(in.contains("accept icmp {srcipaddr=0.0.0.0, srcipmask=0}"), in.toString());
+    assertTrue(in.contains("accept all {srcipaddr=203.0.113.7, srcipmask=32}"), in.toString());
+    // empty lists: the placeholder, which the drop of every source 224.0.0.0 / ff00:: before it makes inert
+    assertTrue(in.contains("accept udp {dstportend=65535, dstportstart=0, srcipaddr=224.0.0.0, srcipmask=32}"), in.toString());
+    assertTrue(in.contains("accept icmpv6 {srcipaddr=ff00::, srcipmask=128}"), in.toString());
+    assertTrue(in.indexOf("drop all {srcipaddr=224.0.0.0, state=NONE}") < in.indexOf("accept udp {dstportend=65535,"
+        + " dstportstart=0, srcipaddr=224.0.0.0, srcipmask=32}"), in.toString());
+    assertTrue(in.indexOf("drop all-ipv6 {srcipaddr=ff00::, state=NONE}") < in.indexOf("accept icmpv6 {srcipaddr=ff00::,"
+        + " srcipmask=128}"), in.toString());
+    assertEquals(List.of("tcp 198.51.100.0/24 22", "tcp any 80-81", "icmp any", "any 203.0.113.7/32", "tcp any 80-81",
+        "udp 2001:db8::/32 53"),
+        NwfilterBackend.allows(ref, "IN_"));
+    // without uc:egress no OUT_ parameters (uncloud-egress is not referenced)
+    assertTrue(ref.values("OUT_ANY4").isEmpty());
   }
 
   @Test

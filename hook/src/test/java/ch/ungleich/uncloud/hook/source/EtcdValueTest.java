@@ -230,15 +230,13 @@ class EtcdValueTest {
     assertTrue(m.contains("uc:egress has 65 rules; at most 64 are allowed"), m);
   }
 
-  /** backend = nwfilter cannot enforce them: refused, as in the XML, not ignored. */
+  /** backend = nwfilter enforces them too: taken from etcd as from the XML. */
   @Test
-  void nwfilterRefusesIngressFromEtcdToo() {
+  void nwfilterTakesIngressFromEtcdToo() {
     Domain d = domain("bridge " + MAC1);
     Domain withValue = AddressSource.with(d, EtcdValue.parse("{\"interfaces\": {\"" + MAC1 + "\": {\"ipv4\": [\"192.0.2.10\"],"
         + " \"ingress\": []}}}", d, KEY));
-    UncloudException e = assertThrows(UncloudException.class,
-        () -> PolicyBuilder.build(withValue, Config.parse("backend = nwfilter", "t")));
-    assertTrue(e.getMessage().contains("enforced by backend = nft only"), e.getMessage());
+    assertTrue(PolicyBuilder.build(withValue, Config.parse("backend = nwfilter", "t")).nics().get(0).rules().ingress());
   }
 
   @Test

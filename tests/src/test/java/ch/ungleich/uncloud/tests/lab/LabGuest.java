@@ -16,6 +16,9 @@ import java.nio.file.Path;
  * @param obs4 observer IPv4, obs6 observer IPv6, obsMac observer MAC (spoofed frames go there)
  * @param spoof4 foreign IPv4 source, spoof6 foreign IPv6 source, arp4 address of the forged ARP
  *     reply, spoofMac foreign source MAC
+ * @param tcpPorts TCP services the guest offers (comma-separated ports, ucprobe's uc.tcp), or null
+ * @param tcpPeer A:port the guest keeps a connection to from boot on (uc.tcppeer, see {@link
+ *     TcpPeer}), or null
  */
 public record LabGuest(
     String name,
@@ -32,7 +35,24 @@ public record LabGuest(
     String arp4,
     String spoofMac,
     int intervalMs,
-    boolean dad) {
+    boolean dad,
+    String tcpPorts,
+    String tcpPeer) {
+
+  /** A guest without TCP services or connection. */
+  public LabGuest(String name, String uuid, String mac, String ip4, String ip6, String net6, String obs4, String obs6,
+      String obsMac, String spoof4, String spoof6, String arp4, String spoofMac, int intervalMs, boolean dad) {
+    this(name, uuid, mac, ip4, ip6, net6, obs4, obs6, obsMac, spoof4, spoof6, arp4, spoofMac, intervalMs, dad, null, null);
+  }
+
+  /**
+   * This guest, also serving TCP on {@code ports} (each accepted connection gets "UCT &lt;port&gt;\n",
+   * then EOF) and keeping a connection of its own to {@code peer} (A:port), opened at boot.
+   */
+  public LabGuest withTcp(String ports, String peer) {
+    return new LabGuest(name, uuid, mac, ip4, ip6, net6, obs4, obs6, obsMac, spoof4, spoof6, arp4, spoofMac, intervalMs,
+        dad, ports, peer);
+  }
 
   /** Probe kinds the guest sends from its own addresses. */
   public static final java.util.List<String> LEGIT = java.util.List.of("legit4", "legit6", "legitnet6");
@@ -56,7 +76,8 @@ public record LabGuest(
         + " uc.ip4=" + ip4 + " uc.ip6=" + ip6 + " uc.net6=" + net6
         + " uc.obs4=" + obs4 + " uc.obs6=" + obs6 + (obsMac != null ? " uc.obsmac=" + obsMac : "")
         + " uc.spoof4=" + spoof4 + " uc.spoof6=" + spoof6 + " uc.arp4=" + arp4
-        + " uc.spoofmac=" + spoofMac + " uc.interval=" + intervalMs + (dad ? "" : " uc.dad=0");
+        + " uc.spoofmac=" + spoofMac + " uc.interval=" + intervalMs + (dad ? "" : " uc.dad=0")
+        + (tcpPorts != null ? " uc.tcp=" + tcpPorts : "") + (tcpPeer != null ? " uc.tcppeer=" + tcpPeer : "");
   }
 
   /**
@@ -97,12 +118,18 @@ public record LabGuest(
 
   /** Our metadata element for this guest (its MAC, IPv4, IPv6 and routed /64). */
   public String firewallMetadata() {
+    return firewallMetadata("");
+  }
+
+  /** The same, with {@code extra} (e.g. a uc:ingress element) after the uc:ip elements. */
+  public String firewallMetadata(String extra) {
     String prefix = net6.replaceAll("::.*", "::/64");
     return "    <uc:firewall xmlns:uc=\"https://ungleich.ch/uncloud/hook/1\">\n"
         + "      <uc:interface mac=\"" + mac + "\">\n"
         + "        <uc:ip address=\"" + ip4Address() + "\"/>\n"
         + "        <uc:ip address=\"" + ip6Address() + "\"/>\n"
         + "        <uc:ip address=\"" + prefix + "\"/>\n"
+        + extra
         + "      </uc:interface>\n"
         + "    </uc:firewall>";
   }

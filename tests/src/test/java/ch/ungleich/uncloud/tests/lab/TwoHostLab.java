@@ -101,6 +101,12 @@ public final class TwoHostLab implements AutoCloseable {
       h.ip("link", "set", ul, "up");
       h.ip("addr", "add", h.listenAddress() + "/24", "dev", BRIDGE);
       h.ip("link", "set", BRIDGE, "up");
+      // bridged IP through the inet hooks (br_netfilter), where the inbound rules of uc:ingress and
+      // uc:egress decide; a new namespace starts with 1 on this kernel, a lab does not rely on that
+      // (br_netfilter is built in here, a module on Debian's own kernel)
+      h.exec("sh", "-c", "[ -d /proc/sys/net/bridge ] || modprobe br_netfilter;"
+          + " echo 1 > /proc/sys/net/bridge/bridge-nf-call-iptables; echo 1 > /proc/sys/net/bridge/bridge-nf-call-ip6tables")
+          .check();
     }
     a.ip("link", "set", prefix + "-obsp", "master", BRIDGE);
     a.ip("link", "set", prefix + "-obsp", "up");
@@ -111,6 +117,11 @@ public final class TwoHostLab implements AutoCloseable {
     Cmd.run("ip", "-n", obs, "addr", "add", OBS6 + "/64", "dev", o0, "nodad").check();
     Cmd.run("ip", "-n", obs, "link", "set", o0, "up").check();
     observer = Observer.start(obs, o0, dir.resolve("observer.log"), dir);
+  }
+
+  /** Writes a per-namespace sysctl in host h ({@code key} under /proc/sys, e.g. net/netfilter/nf_conntrack_tcp_loose). */
+  public static void sysctl(LibvirtHost h, String key, int value) {
+    h.exec("sh", "-c", "echo " + value + " > /proc/sys/" + key).check();
   }
 
   /** Starts libvirtd on A, then on B (B reuses the qemu capabilities A probed). */
