@@ -2,9 +2,10 @@
  * Small UDP traffic generator for tests/bench (issue 7): 64-byte payloads, sendmmsg() batches, so the
  * per-frame cost of the bridge and its filter dominates, not one syscall per frame (as with iperf3).
  *
- *   udpflood send DST_IPV4 PORT SECONDS    sends as fast as it can; prints datagrams attempted and
- *                                          the CPU seconds it used
- *   udpflood sink PORT SECONDS             receives and discards (the receiver then sends no ICMP errors)
+ *   udpflood send DST PORT SECONDS         sends as fast as it can to DST (IPv4 or IPv6); prints
+ *                                          datagrams attempted and the CPU seconds it used
+ *   udpflood sink PORT SECONDS             receives IPv4 and IPv6 and discards (the receiver then sends
+ *                                          no ICMP errors)
  *
  * The benchmark counts frames delivered to the receiver's interface, not what this sender attempted.
  */
@@ -31,9 +32,12 @@ static double now(void) {
 
 int main(int argc, char **argv) {
   if (argc == 5 && strcmp(argv[1], "send") == 0) {
-    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    int v6 = strchr(argv[2], ':') != NULL;
+    int s = socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM, 0);
     struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[3]))};
-    if (s < 0 || inet_pton(AF_INET, argv[2], &to.sin_addr) != 1 || connect(s, (void *)&to, sizeof to) < 0) {
+    struct sockaddr_in6 to6 = {.sin6_family = AF_INET6, .sin6_port = htons(atoi(argv[3]))};
+    int ok = v6 ? inet_pton(AF_INET6, argv[2], &to6.sin6_addr) : inet_pton(AF_INET, argv[2], &to.sin_addr);
+    if (s < 0 || ok != 1 || (v6 ? connect(s, (void *)&to6, sizeof to6) : connect(s, (void *)&to, sizeof to)) < 0) {
       perror("udpflood send");
       return 1;
     }
@@ -62,9 +66,10 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (argc == 4 && strcmp(argv[1], "sink") == 0) {
-    int s = socket(AF_INET, SOCK_DGRAM, 0);
-    struct sockaddr_in me = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2]))};
-    int big = 8 << 20;
+    int s = socket(AF_INET6, SOCK_DGRAM, 0);
+    struct sockaddr_in6 me = {.sin6_family = AF_INET6, .sin6_port = htons(atoi(argv[2])), .sin6_addr = IN6ADDR_ANY_INIT};
+    int big = 8 << 20, no = 0;
+    setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &no, sizeof no); /* IPv4 too, as ::ffff:a.b.c.d */
     struct timeval tv = {.tv_sec = 0, .tv_usec = 200000};
     setsockopt(s, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
     setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -88,6 +93,6 @@ int main(int argc, char **argv) {
     }
     return 0;
   }
-  fprintf(stderr, "usage: udpflood send DST_IPV4 PORT SECONDS | udpflood sink PORT SECONDS\n");
+  fprintf(stderr, "usage: udpflood send DST PORT SECONDS | udpflood sink PORT SECONDS\n");
   return 2;
 }

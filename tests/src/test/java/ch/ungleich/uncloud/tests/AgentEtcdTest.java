@@ -567,6 +567,17 @@ class AgentEtcdTest {
     report("etcd_vmid = name, %d trials on B: removed %s; added %s", TRIALS, stats(removed), stats(added));
     String log = read(agentBErr);
     assertTrue(log.contains(guest.name() + ": etcd key changed (revision "), log);
+    // SIGTERM (systemctl stop): the agent exits at once, its quiet watch stream does not hold it (it did, ~30 s)
+    long t0 = System.nanoTime();
+    agentB.destroy();
+    boolean gone = false;
+    try {
+      gone = agentB.waitFor(10, java.util.concurrent.TimeUnit.SECONDS);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+    report("agent on B stopped %.1f s after SIGTERM", (System.nanoTime() - t0) / 1e9);
+    assertTrue(gone && read(agentBErr).contains("stopping"), "the agent exits within 10 s of SIGTERM:\n" + read(agentBErr));
   }
 
   String nameKey() {

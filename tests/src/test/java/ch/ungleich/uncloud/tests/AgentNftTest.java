@@ -104,6 +104,7 @@ class AgentNftTest extends AgentSuite {
     String tap = tap();
     List<Double> flush = new ArrayList<>();
     List<Integer> through = new ArrayList<>();
+    List<Double> outage = new ArrayList<>();
     for (int i = 0; i < trials; i++) {
       long t0 = Observer.nowNs();
       a.exec("nft", "flush", "ruleset").check();
@@ -111,6 +112,7 @@ class AgentNftTest extends AgentSuite {
       flush.add((back - t0) / 1e6);
       sleepMs(300);
       through.add(lab.observer().summary(t0, back).spoofed());
+      outage.add(longestGap("legit4", t0 - 100_000_000L, back + 300_000_000L) / 1e6);
       // at most 5 table deletions per 10 s: more and the agent backs off on purpose (FightGuard)
       sleepMs(Math.max(0, 2200 - (Observer.nowNs() - t0) / 1_000_000));
     }
@@ -148,8 +150,9 @@ class AgentNftTest extends AgentSuite {
     // a clock tick is 10 ms (USER_HZ 100)
     double cpuPct = (c1[0] - c0[0]) * 10.0 / ((System.nanoTime() - w0) / 1e6) * 100;
     report("FIGURES %d trials (median / worst, ms): flush ruleset -> restored %s; spoofed probes through per flush %s;"
-        + " metadata: removed address stops %s, added address passes %s; attach -> rules %s", trials, mw(flush),
-        through, mw(removed), mw(added), mw(attach));
+        + " longest gap in the legit IPv4 probes around a flush (every 20 ms; the fail-closed transaction drops them"
+        + " until the second is in) %s; metadata: removed address stops %s, added address passes %s; attach -> rules %s",
+        trials, mw(flush), through, mw(outage), mw(removed), mw(added), mw(attach));
     report("FIGURES agent idle: %.2f %% CPU over 10 s, RSS %d KiB (1 domain)", cpuPct, c1[1]);
     for (List<Double> xs : List.of(flush, removed, added, attach)) {
       assertTrue(xs.stream().allMatch(x -> x <= 1000), "every trial within 1 s: " + xs);
@@ -183,6 +186,22 @@ class AgentNftTest extends AgentSuite {
     String line = d.out().lines().filter(l -> l.matches("\\S+\\s+agent\\s.*")).findFirst().orElse("(none)");
     report("doctor: %s", line);
     assertTrue(line.startsWith("WARN") && line.contains("keeps deleting"), d.out());
+  }
+
+  /** The longest time between two consecutive frames of {@code kind} seen from {@code fromNs} to {@code toNs}. */
+  long longestGap(String kind, long fromNs, long toNs) {
+    List<Long> ts = new ArrayList<>();
+    for (Observer.Frame f : lab.observer().frames()) {
+      if (kind.equals(f.kind()) && f.tsNs() >= fromNs && f.tsNs() <= toNs) {
+        ts.add(f.tsNs());
+      }
+    }
+    ts.sort(null);
+    long gap = 0;
+    for (int i = 1; i < ts.size(); i++) {
+      gap = Math.max(gap, ts.get(i) - ts.get(i - 1));
+    }
+    return gap;
   }
 
   static String mw(List<Double> xs) {

@@ -18,7 +18,8 @@ import org.junit.jupiter.api.io.TempDir;
  * The benchmark of issue 7 still runs: {@code tests/bench/run --smoke} (tiny N, one short repetition)
  * exits 0 and prints every section of its table. Its figures mean nothing; what is checked is that the
  * filters (ours, seed-style and libvirt nwfilter, bound by a private libvirtd) are in the data path
- * (spoofed frames dropped) and that no restart storm loses a domain's rules.
+ * (spoofed frames dropped), that no restart storm loses a domain's rules, and that the traffic-to-VMs
+ * part (issue 17) measured every variant after its real-frame checks passed.
  */
 class BenchSmokeTest {
   @TempDir Path tmp;
@@ -42,7 +43,7 @@ class BenchSmokeTest {
     String stderr = Files.readString(tmp.resolve("stderr"), StandardCharsets.UTF_8);
     assertEquals(0, p.exitValue(), "tests/bench/run --smoke failed:\n" + stdout + "\n" + tail(stderr));
     for (String section : new String[] {"## 1. Data plane", "## 2. Control plane", "## 3. Host recovery",
-        "## 4. Hook start", "## 5. Restart storm"}) {
+        "## 4. Hook start", "## 5. Restart storm", "## 6. Traffic to VMs"}) {
       assertTrue(stdout.contains(section), section + " missing:\n" + stdout);
     }
     Matcher spoof = Pattern.compile("(\\d+) ports: none (\\d+), ours (\\d+), seed (\\d+)(?:, nwfilter (\\d+))?")
@@ -69,6 +70,28 @@ class BenchSmokeTest {
       rows++;
     }
     assertTrue(rows >= 2, "the storm runs once per call and once batched:\n" + storm);
+
+    // traffic to VMs (issue 17): the runner fails unless, in every variant and both families, spoofed frames
+    // are dropped by every filter, the measured flows delivered, and udp/tcp to ports without an allow (and
+    // udp without an egress allow) dropped exactly where rules apply; here: those checks ran over IPv4 and IPv6,
+    // every variant was measured (UDP and TCP over IPv4), and the control plane with 50 rules
+    String in = stdout.substring(stdout.indexOf("## 6. Traffic to VMs"));
+    Matcher checks = Pattern.compile("in checks \\((\\d+) ports;[^\n]*").matcher(in);
+    assertTrue(checks.find(), "no in-checks line:\n" + in);
+    for (String v : new String[] {"no filter", "anti-spoofing only", "+ delivery filter", "+ ingress rules",
+        "+ ingress and egress"}) {
+      for (String fam : new String[] {"IPv4", "IPv6"}) {
+        assertTrue(checks.group().contains(v + " " + fam + ": spoofed "), v + " " + fam + " not checked: " + checks.group());
+      }
+      Matcher row = Pattern.compile("\\| " + Pattern.quote(v) + " +\\| ([0-9,]+) ").matcher(in);
+      int measured = 0;
+      while (row.find()) {
+        assertTrue(Long.parseLong(row.group(1).replace(",", "")) > 0, v + " delivered nothing:\n" + in);
+        measured++;
+      }
+      assertEquals(2, measured, v + ": UDP and TCP rows (IPv4):\n" + in);
+    }
+    assertTrue(in.contains("start begin, 50 rules"), "control plane with 50 rules missing:\n" + in);
   }
 
   private static String tail(String s) {

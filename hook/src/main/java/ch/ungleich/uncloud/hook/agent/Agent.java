@@ -11,7 +11,10 @@ import ch.ungleich.uncloud.hook.libvirt.LibvirtEvents;
 import ch.ungleich.uncloud.hook.libvirt.LibvirtSession;
 import ch.ungleich.uncloud.hook.log.Log;
 import ch.ungleich.uncloud.hook.model.NicPolicy;
+import ch.ungleich.uncloud.hook.model.DomainPolicy;
+import ch.ungleich.uncloud.hook.nft.InboundScript;
 import ch.ungleich.uncloud.hook.nft.NftMonitor;
+import ch.ungleich.uncloud.hook.nft.NftNotifications;
 import ch.ungleich.uncloud.hook.nft.NftRunner;
 import ch.ungleich.uncloud.hook.nft.NftScript;
 import ch.ungleich.uncloud.hook.nft.NftState;
@@ -23,10 +26,14 @@ import ch.ungleich.uncloud.hook.state.AgentStatus;
 import ch.ungleich.uncloud.hook.state.StateStore;
 import java.io.IOException;
 import java.io.PrintStream;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
+import java.util.TreeSet;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.locks.ReadWriteLock;
@@ -54,6 +61,12 @@ public final class Agent {
   private final PrintStream err;
   private final Log log;
   private final NftRunner nft;
+  /** The agent's nft runner, which knows the generations of its own transactions. */
+  private final OwnTransactions own;
+  /** backend = nft: the kernel's notifications (null with nwfilter, which uses {@link #monitor}). */
+  private NftNotifications notifications;
+  /** What foreign transactions took since the last pass (guarded by itself). */
+  private Damage pending = Damage.NONE;
   private final StateStore store;
   private final LinuxHost host = new LinuxHost();
   private final Rules rules;
@@ -92,7 +105,8 @@ public final class Agent {
     this.err = err;
     this.log = new Log(err);
     log.toFile(config.logFile());
-    this.nft = new ProcessNftRunner(config.nft());
+    this.own = new OwnTransactions(new ProcessNftRunner(config.nft()), config.backend().equals("nft") ? this::uncertain : () -> { });
+    this.nft = own;
     this.store = new StateStore(config.stateDir(), config.lockTimeoutSeconds());
     this.rules = new Rules(store, nft, config.vmTaps(), host::links);
     this.nwfilter = config.backend().equals("nwfilter")
@@ -206,6 +220,14 @@ public final class Agent {
   // ------------------------------------------------------------------ nft monitor
 
   private void startMonitor() {
+    if (nftBackend()) {
+      try {
+        notifications = NftNotifications.start(WATCHED, own::ours, own::oursLow, this::generation, this::notificationsEnded);
+        return;
+      } catch (IllegalStateException e) {
+        log.warn("agent: " + e.getMessage() + "; watching with '" + config.nft() + " -j monitor' instead");
+      }
+    }
     try {
       monitor = NftMonitor.start(config.nft(), nftBackend() ? NftScript.TABLE : NwfilterGuard.TABLE, this::lost,
           this::monitorEnded);
@@ -239,6 +261,132 @@ public final class Agent {
       lossSeenMs = now;
     }
     runner.markAll(false);
+  }
+
+  /** Our tables, as the notifications name them. */
+  static final Set<NftNotifications.Table> WATCHED = Set.of(
+      new NftNotifications.Table(NftNotifications.BRIDGE, NftScript.TABLE),
+      new NftNotifications.Table(NftNotifications.BRIDGE, InboundScript.TABLE),
+      new NftNotifications.Table(NftNotifications.INET, InboundScript.TABLE));
+
+  /**
+   * One foreign transaction committed (a hook call, another tool, {@code nft flush ruleset}): what it
+   * took from our tables decides what the next pass restores; nothing (a hook call flushes and refills
+   * the dispatch chain in one transaction) marks nothing. O(notifications of that transaction), never
+   * a listing.
+   */
+  private void generation(NftNotifications.Generation g) {
+    Damage d = g.lost() ? Damage.UNKNOWN : damage(g.events());
+    if (d.none()) {
+      return;
+    }
+    synchronized (this) {
+      pending = pending.merge(d);
+    }
+    lost(d.table() ? NftMonitor.Loss.TABLE : NftMonitor.Loss.PART);
+    if (d.unknown()) {
+      fullReason = "nf_tables notifications lost (receive buffer full)";
+    } else if (!d.table() && !d.dispatch() && d.taps().isEmpty() && "part of table bridge uncloud deleted".equals(fullReason)) {
+      fullReason = "part of the inbound tables deleted";
+    }
+  }
+
+  /** Our transaction's generation id could not be told apart from another's: check as after a foreign one. */
+  private void uncertain() {
+    synchronized (this) {
+      pending = pending.merge(Damage.UNKNOWN);
+    }
+    fullReason = "a transaction raced the agent's";
+    runner.markAll(false);
+  }
+
+  private void notificationsEnded(String why) {
+    if (stopping) {
+      return;
+    }
+    log.warn("agent: " + why + "; subscribing again and checking in case a change was missed");
+    sleep(1000);
+    if (!stopping) {
+      notifications = null;
+      startMonitor();
+      uncertain();
+    }
+  }
+
+  /**
+   * What one foreign generation's notifications took from our tables (pure). An object deleted and
+   * added again within the generation is not damage (every hook call and reconcile flushes chains and
+   * fills them again, replaces map elements, rewrites the inbound chains): per object the last
+   * notification counts; a chain that lost rules is damaged only if no rule was added to it. Element
+   * deletions in the inbound sets that are not added back count too (a hook's release does that as
+   * well: the restore then puts back what the records say, which is nothing more for a released tap).
+   * What a generation ADDS is not judged (a foreign addition to our table: the periodic resync).
+   */
+  static Damage damage(List<NftNotifications.Event> events) {
+    Map<String, Boolean> last = new HashMap<>();
+    Set<String> ruleDeleted = new LinkedHashSet<>();
+    Set<String> ruleAdded = new java.util.HashSet<>();
+    for (NftNotifications.Event e : events) {
+      String t = e.family() + " " + e.table();
+      switch (e.type()) {
+        case TABLE -> last.put("table " + t, e.add());
+        case CHAIN -> last.put("chain " + t + " " + e.name(), e.add());
+        case SET -> last.put("set " + t + " " + e.name(), e.add());
+        case RULE -> (e.add() ? ruleAdded : ruleDeleted).add(t + " " + e.name());
+        case ELEMENT -> {
+          for (String k : e.keys()) {
+            last.put("element " + t + " " + e.name() + " " + k, e.add());
+          }
+        }
+      }
+    }
+    String ours = NftNotifications.BRIDGE + " " + NftScript.TABLE;
+    boolean table = false;
+    boolean dispatch = false;
+    boolean inbound = false;
+    Set<String> taps = new TreeSet<>();
+    for (Map.Entry<String, Boolean> x : last.entrySet()) {
+      if (x.getValue()) {
+        continue;
+      }
+      String[] f = x.getKey().split(" ", 5); // kind family table [name [key]]
+      boolean mine = (f[1] + " " + f[2]).equals(ours);
+      if (!mine) {
+        inbound = true;
+        continue;
+      }
+      switch (f[0]) {
+        case "table" -> table = true;
+        case "set" -> table |= f[3].equals(NftScript.MAP);
+        case "chain" -> {
+          if (f[3].equals(NftScript.BASE_CHAIN)) {
+            dispatch = true;
+          } else if (f[3].startsWith("port-")) {
+            taps.add(f[3].substring("port-".length()));
+          }
+        }
+        case "element" -> {
+          if (f[3].equals(NftScript.MAP) && f.length > 4) {
+            taps.add(f[4]);
+          }
+        }
+        default -> { }
+      }
+    }
+    for (String c : ruleDeleted) {
+      if (ruleAdded.contains(c)) {
+        continue;
+      }
+      String[] f = c.split(" ", 3);
+      if (!(f[0] + " " + f[1]).equals(ours)) {
+        inbound = true;
+      } else if (f[2].equals(NftScript.BASE_CHAIN)) {
+        dispatch = true;
+      } else if (f[2].startsWith("port-")) {
+        taps.add(f[2].substring("port-".length()));
+      }
+    }
+    return new Damage(table, dispatch, taps, inbound, false);
   }
 
   private void monitorEnded(String why) {
@@ -301,7 +449,28 @@ public final class Agent {
       nwFull(t0, reason, seen, reread);
       return;
     }
-    if (reason.equals(PART_DELETED) && !reread && everRead && intact()) {
+    Damage damage;
+    synchronized (this) {
+      damage = pending;
+      pending = Damage.NONE;
+    }
+    if (notifications != null && !reread && everRead && !damage.unknown()) {
+      // the notifications said what was taken: put exactly that back, from what the agent knows
+      if (!damage.none()) {
+        try {
+          restore(damage, reason, seen, t0);
+        } catch (RuntimeException e) {
+          synchronized (this) {
+            pending = pending.merge(damage); // the retry puts back the same
+          }
+          fullReason = reason;
+          lossSeenMs = lossSeenMs == 0 ? seen : lossSeenMs;
+          throw e;
+        }
+      }
+      return;
+    }
+    if (notifications == null && reason.equals(PART_DELETED) && !reread && everRead && intact()) {
       // every transaction (the agent's, each hook call's) flushes and refills our dispatch chain and
       // replaces map elements: the monitor reports those removals; nothing is missing, nothing to do
       return;
@@ -334,6 +503,82 @@ public final class Agent {
       String since = seen > 0 ? ", " + (now - seen) + " ms after the loss was seen" : "";
       say(reason + ": " + (p.isEmpty() ? "nothing to change" : p.changes().size() + " changes in one nft transaction")
           + " (" + views.size() + " running domains) in " + ms(t0) + since);
+    }
+    writeStatus();
+  }
+
+  /**
+   * Puts back what foreign transactions took ({@link #damage}), from the domains the agent knows, never
+   * planning against the kernel: a lost table in two transactions (the fail-closed rule, then every
+   * domain at once, {@link Rules#restoreAll}); lost chains, elements or dispatch rules by re-applying
+   * the domains they belong to in one transaction; the inbound tables from the records
+   * ({@link Rules#restoreInbound}).
+   */
+  private void restore(Damage d, String reason, long seen, long t0) {
+    List<DomainView> views = List.copyOf(known.values());
+    List<DomainPolicy> valid = new ArrayList<>();
+    Map<String, DomainPolicy> byTap = new HashMap<>();
+    Set<String> taps = new TreeSet<>();
+    for (DomainView v : views) {
+      if (v.policy() == null) {
+        continue;
+      }
+      valid.add(v.policy());
+      for (NicPolicy n : v.policy().nics()) {
+        if (n.hasChain() && n.tap() != null) {
+          byTap.put(n.tap(), v.policy());
+          taps.add(n.tap());
+        }
+      }
+    }
+    StringBuilder what = new StringBuilder();
+    if (d.table()) {
+      boolean closed = rules.failClosed(taps);
+      long closedMs = System.currentTimeMillis();
+      Rules.Batch b = rules.restoreAll(valid, host::linkMac);
+      if (b.notLocked() != null) {
+        throw b.notLocked();
+      }
+      if (closed) {
+        what.append("fail-closed rule back ").append(seen > 0 ? closedMs - seen : 0).append(" ms after the loss was seen (every VM tap dropped), then ");
+      }
+      what.append(valid.size()).append(valid.size() == 1 ? " domain's rules (" : " domains' rules (").append(taps.size())
+          .append(taps.size() == 1 ? " NIC) in " : " NICs) in ")
+          .append(b.together() ? "one nft transaction" : "one transaction each");
+      if (!b.failures().isEmpty()) {
+        log.warn("agent: " + b.failures().size() + " domains could not be restored: " + b.failures().get(0).error().getMessage());
+      }
+    } else {
+      List<DomainPolicy> again = new ArrayList<>();
+      for (String tap : d.taps()) {
+        DomainPolicy p = byTap.get(tap);
+        if (p != null && !again.contains(p)) {
+          again.add(p);
+        }
+      }
+      if (d.dispatch() && again.isEmpty() && !valid.isEmpty()) {
+        again.add(valid.get(0)); // any domain's transaction rewrites the dispatch chain
+      }
+      if (!again.isEmpty()) {
+        Rules.Batch b = rules.startAllLive(again, host::linkMac);
+        if (b.notLocked() != null) {
+          throw b.notLocked();
+        }
+        what.append(again.size()).append(again.size() == 1 ? " domain" : " domains").append(" re-applied (")
+            .append(d.dispatch() ? "dispatch rule, " : "").append(d.taps().size()).append(" taps) in one nft transaction");
+      }
+    }
+    if (d.inbound()) {
+      int n = rules.restoreInbound();
+      what.append(what.length() == 0 ? "" : "; ").append("inbound tables back from the records (").append(n).append(" elements)");
+    }
+    long now = System.currentTimeMillis();
+    if (!fight.fighting(now)) {
+      lastError = null;
+    }
+    if (what.length() > 0) {
+      String since = seen > 0 ? ", " + (now - seen) + " ms after the loss was seen" : "";
+      say(reason + ": " + what + " (" + views.size() + " running domains) in " + ms(t0) + since);
     }
     writeStatus();
   }
@@ -616,6 +861,9 @@ public final class Agent {
     }
     if (monitor != null) {
       monitor.close();
+    }
+    if (notifications != null) {
+      notifications.close();
     }
     say("stopping");
     writeStatus();

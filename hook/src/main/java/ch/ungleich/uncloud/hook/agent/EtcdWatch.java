@@ -102,11 +102,18 @@ final class EtcdWatch {
     }
   }
 
+  /**
+   * Ends the watch without waiting for it: {@code disconnect()} blocks until the watch thread's read
+   * returns (it closes the stream that read holds), up to {@link #IDLE_MS} on a quiet stream, which
+   * held every agent stop for ~30 s. It runs on a daemon thread; the process exit closes the socket.
+   */
   void stop() {
     stopped = true;
     HttpURLConnection c = open;
     if (c != null) {
-      c.disconnect();
+      Thread t = new Thread(c::disconnect, "agent-etcd-disconnect");
+      t.setDaemon(true);
+      t.start();
     }
     if (thread != null) {
       thread.interrupt();

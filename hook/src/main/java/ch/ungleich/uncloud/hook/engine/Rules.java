@@ -94,7 +94,8 @@ public final class Rules {
     if (vmTaps.isOff()) {
       return new NftGuard.Decision(List.of(), Map.of());
     }
-    String chain = Reconcile.listOurs(nft, "list", "chain", NftScript.FAMILY, NftScript.TABLE, NftScript.BASE_CHAIN);
+    String chain = restoring ? null
+        : Reconcile.listOurs(nft, "list", "chain", NftScript.FAMILY, NftScript.TABLE, NftScript.BASE_CHAIN);
     List<String> installed = chain == null ? List.of() : NftGuard.installed(chain);
     if (installed.containsAll(vmTaps.patterns())) {
       return new NftGuard.Decision(vmTaps.patterns(), Map.of());
@@ -158,6 +159,81 @@ public final class Rules {
    */
   public Batch startAllLive(List<DomainPolicy> policies, Function<String, String> tapMac) {
     return startAll(policies, tapMac);
+  }
+
+  /**
+   * The first of the two transactions that restore a lost table (the agent): table, map, dispatch
+   * rule and the vm_taps guard, plus one rule dropping the given taps that no guard pattern matches
+   * (operator-named taps). With the map still empty every VM tap is dropped, uplinks and the host
+   * pass: no spoofed frame is forwarded from here on, at the cost of the VMs' own traffic until
+   * {@link #restoreAll} (the second transaction) is in. A few lines whatever the number of ports, so
+   * it is in within milliseconds; nothing is recorded (the records stay what the second one makes).
+   *
+   * @return whether anything was applied (nothing to drop: no guard pattern and no tap)
+   */
+  public boolean failClosed(Collection<String> taps) {
+    List<String> extra = new ArrayList<>();
+    for (String t : new java.util.TreeSet<>(taps)) {
+      if (t != null && vmTaps.patterns().stream().noneMatch(p -> VmTaps.matches(p, t))) {
+        extra.add("\"" + NftScript.chain(t).substring("port-".length()) + "\"");
+      }
+    }
+    if (vmTaps.patterns().isEmpty() && extra.isEmpty()) {
+      return false;
+    }
+    StringBuilder script = new StringBuilder(new NftScript().prelude(vmTaps.patterns()).render());
+    if (!extra.isEmpty()) {
+      script.append("add rule ").append(NftScript.FAMILY).append(' ').append(NftScript.TABLE).append(' ')
+          .append(NftScript.BASE_CHAIN).append(" iifname { ").append(String.join(", ", extra))
+          .append(" } counter drop comment \"agent: restoring, the rules of these VM taps follow\"\n");
+    }
+    try (StateStore.Lock l = store.lock()) {
+      nft.apply(script.toString());
+    }
+    return true;
+  }
+
+  /**
+   * The second transaction after a lost table: every given domain installed in ONE transaction as
+   * {@link #startAllLive} does, except that the vm_taps guard is decided as if none were installed
+   * (the one {@link #failClosed} put in is not a sign that every VM tap has an element). No planning
+   * against the kernel: what the kernel lost is all of it.
+   */
+  public Batch restoreAll(List<DomainPolicy> policies, Function<String, String> tapMac) {
+    restoring = true;
+    try {
+      return startAll(policies, tapMac);
+    } finally {
+      restoring = false;
+    }
+  }
+
+  /** Set while {@link #restoreAll} runs: the guard decision ignores the dispatch chain's guard rules. */
+  private boolean restoring;
+
+  /**
+   * Puts the inbound tables back as the records say (the agent, after a foreign transaction removed
+   * something of them): the shared chains rewritten, the sets ensured and every recorded tap's
+   * elements added, in one transaction under the lock, so a tap whose record a hook call removed
+   * meanwhile gets nothing back. If nft refuses that (an element that overlaps a foreign one), both
+   * tables are rebuilt with the recorded elements instead.
+   *
+   * @return the number of elements in the transaction
+   */
+  public int restoreInbound() {
+    try (StateStore.Lock l = store.lock()) {
+      List<String> elements = new ArrayList<>();
+      for (String tap : store.inboundTaps()) {
+        elements.addAll(store.inbound(tap));
+      }
+      String lines = String.join("\n", InboundScript.add(elements));
+      try {
+        nft.apply(String.join("\n", InboundScript.prelude()) + "\n" + (lines.isEmpty() ? "" : lines + "\n"));
+      } catch (UncloudException e) {
+        nft.apply(String.join("\n", InboundScript.rebuild()) + "\n" + (lines.isEmpty() ? "" : lines + "\n"));
+      }
+      return elements.size();
+    }
   }
 
   private Batch startAll(List<DomainPolicy> read, Function<String, String> tapMac) {

@@ -169,4 +169,49 @@ class RulesTest {
     assertTrue(nft.last().contains(GUARD_LINE), nft.last());
     assertEquals(nft.last().indexOf(GUARD_LINE), nft.last().lastIndexOf(GUARD_LINE), "one guard rule: " + nft.last());
   }
+
+  @Test
+  void failClosedIsTheDispatchRuleTheGuardAndTheTapsNoPatternMatches() {
+    assertTrue(rules.failClosed(List.of("vnet0", "web-eth0")));
+    String s = nft.last();
+    assertTrue(s.contains("iifname vmap @ports"), s);
+    assertTrue(s.contains("iifname \"vnet*\" counter drop"), s);
+    assertTrue(s.contains("iifname { \"web-eth0\" } counter drop"), s);
+    assertFalse(s.contains("port-"), "no port chain: a few lines at any size\n" + s);
+    assertTrue(store.records().isEmpty(), "nothing recorded");
+    Rules off = new Rules(store, nft, VmTaps.parse("none"), links::keySet);
+    assertFalse(off.failClosed(List.of()), "nothing to drop: no transaction");
+  }
+
+  @Test
+  void restoreAllDecidesTheGuardAsIfNoneWereInstalled() {
+    links.put("vnet0", "fe:54:00:aa:bb:00");
+    links.put("vnet9", "fe:54:00:99:99:99"); // a running VM the agent does not know
+    // the dispatch chain lists the fail-closed guard: restoreAll must not take that as settled
+    nft.listings.put("list chain bridge uncloud filter-prerouting",
+        "table bridge uncloud {\n chain filter-prerouting {\n  iifname vmap @ports\n  iifname \"vnet*\" counter packets 0 bytes 0 drop\n }\n}\n");
+    Rules.Batch b = rules.restoreAll(List.of(policy(1)), links::get);
+    assertTrue(b.together());
+    String s = nft.last();
+    assertTrue(s.contains("port-vnet0"), s);
+    assertFalse(s.contains("iifname \"vnet*\" counter drop"), "vnet9 would be cut off: guard withheld\n" + s);
+    assertEquals(List.of("vnet0"), store.taps(UUID));
+    // the same through startAllLive trusts the installed guard
+    rules.startAllLive(List.of(policy(1)), links::get);
+    assertTrue(nft.last().contains("iifname \"vnet*\" counter drop"), nft.last());
+  }
+
+  @Test
+  void restoreInboundPutsBackWhatTheRecordsSay() {
+    store.commitInbound(Map.of("vnet0", List.of("bridge uncloud-inbound delivered { \"vnet0\" }"),
+        "vnet1", List.of("bridge uncloud-inbound delivered { \"vnet1\" }")));
+    assertEquals(2, rules.restoreInbound());
+    String s = nft.last();
+    assertTrue(s.contains("add chain bridge uncloud-inbound deliver"), s);
+    assertTrue(s.contains("add element bridge uncloud-inbound delivered { \"vnet0\", \"vnet1\" }"), s);
+    assertFalse(s.contains("delete table"), "no rebuild while nft takes the additions\n" + s);
+    store.commitInbound(Map.of("vnet1", List.of()));
+    rules.restoreInbound();
+    assertFalse(nft.last().contains("vnet1"), "a record removed (a hook's release) is not put back");
+  }
 }
