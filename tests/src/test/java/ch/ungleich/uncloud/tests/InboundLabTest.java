@@ -4,17 +4,11 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ch.ungleich.uncloud.tests.lab.FrameTool;
+import ch.ungleich.uncloud.tests.lab.InboundProbes;
 import ch.ungleich.uncloud.tests.lab.NetnsLab;
-import ch.ungleich.uncloud.tests.lab.Proc;
 import java.io.BufferedReader;
-import java.io.IOException;
 import java.io.InputStreamReader;
-import java.io.UncheckedIOException;
-import java.net.URISyntaxException;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Path;
-import java.time.Duration;
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -53,7 +47,7 @@ class InboundLabTest {
   static final String I6 = "2001:db8::14";
 
   static NetnsLab lab;
-  static final List<Process> procs = new ArrayList<>();
+  static InboundProbes io;
   static NetnsLab.Port vm1;
   static NetnsLab.Port vm2;
   static NetnsLab.Port vm3;
@@ -74,6 +68,7 @@ class InboundLabTest {
   @BeforeAll
   static void build() {
     lab = NetnsLab.create("in", 3);
+    io = new InboundProbes(lab);
     vm1 = lab.vm(0);
     vm2 = lab.vm(1);
     vm3 = lab.vm(2);
@@ -96,7 +91,9 @@ class InboundLabTest {
 
   @AfterAll
   static void close() {
-    procs.forEach(Process::destroy);
+    if (io != null) {
+      io.close();
+    }
     if (lab != null) {
       lab.close();
     }
@@ -241,63 +238,34 @@ class InboundLabTest {
   }
 
   static String domain(String name, NetnsLab.Port p, String rules, boolean trusted, String... ips) {
-    StringBuilder m = new StringBuilder("<uc:firewall xmlns:uc='https://ungleich.ch/uncloud/hook/1'><uc:interface mac='"
-        + p.mac() + "'" + (trusted ? " trusted='true'" : "") + ">");
-    for (String ip : ips) {
-      m.append("<uc:ip address='").append(ip).append("'/>");
-    }
-    m.append(rules).append("</uc:interface></uc:firewall>");
-    return "<domain type='qemu'><name>" + name + "</name><uuid>" + UUID.nameUUIDFromBytes(name.getBytes()) + "</uuid>"
-        + "<metadata>" + m + "</metadata><devices><interface type='bridge'><mac address='" + p.mac() + "'/>"
-        + "<source bridge='br0'/><target dev='" + p.bridgePort() + "'/><alias name='net0'/></interface></devices></domain>";
+    return InboundProbes.domain(name, p, rules, trusted, true, ips);
   }
 
   static String tcp(NetnsLab.Port from, String src, String dst, int port) {
-    return run(from, "tcp", src, dst, String.valueOf(port));
+    return io.tcp(from.netns(), src, dst, port);
   }
 
   static String udp(NetnsLab.Port from, String src, int sport, String dst, int port) {
-    return run(from, "udp", src, String.valueOf(sport), dst, String.valueOf(port));
+    return io.udp(from.netns(), src, sport, dst, port);
   }
 
   static String ping(NetnsLab.Port from, String src, String dst) {
-    return run(from, "ping", src, dst);
-  }
-
-  static String run(NetnsLab.Port from, String... args) {
-    List<String> cmd = new ArrayList<>(List.of(PY, script()));
-    cmd.addAll(List.of(args));
-    return lab.execIn(from.netns(), null, Duration.ofSeconds(20), cmd.toArray(String[]::new)).ok().out().strip();
+    return io.ping(from.netns(), src, dst);
   }
 
   static void listen(NetnsLab.Port p, String a4, String a6, String tcp, String udp) {
-    try {
-      Process l = new ProcessBuilder("ip", "netns", "exec", p.netns(), PY, script(), "listen", a4, a6, tcp, udp)
-          .redirectErrorStream(true).start();
-      procs.add(l);
-      String line = new BufferedReader(new InputStreamReader(l.getInputStream(), StandardCharsets.UTF_8)).readLine();
-      assertEquals("READY", line, "listener in " + p.netns());
-    } catch (IOException e) {
-      throw new UncheckedIOException(e);
-    }
+    io.listen(p.netns(), a4, a6, tcp, udp);
   }
 
   static void addr(NetnsLab.Port p, String... cidrs) {
-    for (String c : cidrs) {
-      lab.exec(p.netns(), "ip", "addr", "add", c, "dev", "eth0", "nodad").ok();
-    }
+    io.addr(p, cidrs);
   }
 
   static void sysctl(int v) {
-    lab.exec(lab.hv(), "sh", "-ec", "echo " + v + " > /proc/sys/net/bridge/bridge-nf-call-iptables;"
-        + " echo " + v + " > /proc/sys/net/bridge/bridge-nf-call-ip6tables").ok();
+    io.bridgeNfCall(v);
   }
 
   static String script() {
-    try {
-      return Path.of(InboundLabTest.class.getResource("/lab/inbound.py").toURI()).toString();
-    } catch (URISyntaxException e) {
-      throw new IllegalStateException(e);
-    }
+    return InboundProbes.script();
   }
 }

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import ch.ungleich.uncloud.hook.nwfilter.FilterrefRewriter;
 import ch.ungleich.uncloud.hook.nwfilter.Templates;
 import ch.ungleich.uncloud.tests.lab.FrameTool;
+import ch.ungleich.uncloud.tests.lab.InboundProbes;
 import ch.ungleich.uncloud.tests.lab.NetnsLab;
 import ch.ungleich.uncloud.tests.lab.PrivateLibvirtd;
 import ch.ungleich.uncloud.tests.lab.Proc;
@@ -16,8 +17,6 @@ import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.time.Duration;
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -66,7 +65,7 @@ class NwfilterInboundLabTest {
 
   static NetnsLab lab;
   static PrivateLibvirtd lv;
-  static final List<Process> procs = new ArrayList<>();
+  static InboundProbes io;
   static NetnsLab.Port vm1;
   static NetnsLab.Port vm2;
   static NetnsLab.Port vm3;
@@ -88,6 +87,7 @@ class NwfilterInboundLabTest {
   static void build() {
     long t0 = System.nanoTime();
     lab = NetnsLab.create("ni", 3);
+    io = new InboundProbes(lab);
     vm1 = lab.vm(0);
     vm2 = lab.vm(1);
     vm3 = lab.vm(2);
@@ -128,7 +128,9 @@ class NwfilterInboundLabTest {
 
   @AfterAll
   static void close() {
-    procs.forEach(Process::destroy);
+    if (io != null) {
+      io.close();
+    }
     if (lv != null) {
       lv.close();
     }
@@ -310,15 +312,7 @@ class NwfilterInboundLabTest {
   }
 
   static String domain(String name, NetnsLab.Port p, String rules, boolean trusted, String... ips) {
-    StringBuilder m = new StringBuilder("<uc:firewall xmlns:uc='https://ungleich.ch/uncloud/hook/1'><uc:interface mac='"
-        + p.mac() + "'" + (trusted ? " trusted='true'" : "") + ">");
-    for (String ip : ips) {
-      m.append("<uc:ip address='").append(ip).append("'/>");
-    }
-    m.append(rules).append("</uc:interface></uc:firewall>");
-    return "<domain type='qemu'><name>" + name + "</name><uuid>" + UUID.nameUUIDFromBytes(name.getBytes()) + "</uuid>"
-        + "<metadata>" + m + "</metadata><devices><interface type='bridge'><mac address='" + p.mac() + "'/>"
-        + "<source bridge='br0'/><alias name='net0'/></interface></devices></domain>";
+    return InboundProbes.domain(name, p, rules, trusted, false, ips);
   }
 
   /** Runs the probes at once (most of them wait for a timeout); their outputs by name, in name order. */
@@ -390,47 +384,30 @@ class NwfilterInboundLabTest {
   }
 
   static String tcp(String netns, String src, String dst, int port) {
-    return run(netns, "tcp", src, dst, String.valueOf(port));
+    return io.tcp(netns, src, dst, port);
   }
 
   static String udp(NetnsLab.Port from, String src, int sport, String dst, int port) {
-    return run(from.netns(), "udp", src, String.valueOf(sport), dst, String.valueOf(port));
+    return io.udp(from.netns(), src, sport, dst, port);
   }
 
   static String ping(NetnsLab.Port from, String src, String dst) {
-    return run(from.netns(), "ping", src, dst);
-  }
-
-  static String run(String netns, String... args) {
-    List<String> cmd = new ArrayList<>(List.of(PY, script()));
-    cmd.addAll(List.of(args));
-    return lab.execIn(netns, null, Duration.ofSeconds(20), cmd.toArray(String[]::new)).ok().out().strip();
+    return io.ping(from.netns(), src, dst);
   }
 
   static void listen(String netns, String a4, String a6, String tcp, String udp) {
-    try {
-      Process l = new ProcessBuilder("ip", "netns", "exec", netns, PY, script(), "listen", a4, a6, tcp, udp)
-          .redirectErrorStream(true).start();
-      procs.add(l);
-      String line = new BufferedReader(new InputStreamReader(l.getInputStream(), StandardCharsets.UTF_8)).readLine();
-      assertEquals("READY", line, "listener in " + netns);
-    } catch (IOException e) {
-      throw new UncheckedIOException(e);
-    }
+    io.listen(netns, a4, a6, tcp, udp);
   }
 
   static void addr(NetnsLab.Port p, String... cidrs) {
-    for (String c : cidrs) {
-      lab.exec(p.netns(), "ip", "addr", "add", c, "dev", "eth0", "nodad").ok();
-    }
+    io.addr(p, cidrs);
   }
 
   static void sysctl(int v) {
-    lab.exec(lab.hv(), "sh", "-ec", "echo " + v + " > /proc/sys/net/bridge/bridge-nf-call-iptables;"
-        + " echo " + v + " > /proc/sys/net/bridge/bridge-nf-call-ip6tables").ok();
+    io.bridgeNfCall(v);
   }
 
   static String script() {
-    return InboundLabTest.script();
+    return InboundProbes.script();
   }
 }
