@@ -29,6 +29,12 @@ class MigrationNwfilterTest extends MigrationSuite {
     return "ucw";
   }
 
+  /** The same inbound rules as the nft suite: libvirt's stateful filters enforce them (issue 17). */
+  @Override
+  String ingress() {
+    return INGRESS;
+  }
+
   @Override
   void afterStart() {
     for (LibvirtHost h : List.of(lab.a(), lab.b())) {
@@ -41,24 +47,24 @@ class MigrationNwfilterTest extends MigrationSuite {
   @Override
   void boot() throws IOException {
     Path xml = lab.dir().resolve(guest.name() + ".xml");
-    Files.writeString(xml, guest.domainXml(lab.image(), TwoHostLab.BRIDGE, lab.console(guest), guest.firewallMetadata()));
+    Files.writeString(xml, guest.domainXml(lab.image(), TwoHostLab.BRIDGE, lab.console(guest), fullMetadata()));
     lab.a().virsh("define", xml.toString()).check();
     lab.a().saveQemuCaps();
     lab.b().seedQemuCaps();
     Cmd.Result sync = cli(lab.a(), "sync", guest.name(), "--connect", lab.a().uri());
     report("sync on A: %s", sync.out().strip());
     String def = lab.a().virsh("dumpxml", "--inactive", guest.name()).check().out();
-    assertTrue(def.contains("uncloud-clean-traffic"), "sync wrote our filterref: " + def);
+    assertTrue(def.contains("uncloud-clean-traffic-in"), "sync wrote our filterref with the inbound rules: " + def);
     lab.a().virsh("start", guest.name()).check();
   }
 
-  /** libvirt's binding of our filter on the guest's tap, and our filterref in the live XML. */
+  /** libvirt's binding of our filter (with the inbound rules) on the guest's tap, and our filterref in the live XML. */
   @Override
   void assertProtected(LibvirtHost h) {
     String tap = tap(h);
     String list = h.virsh("nwfilter-binding-list").check().out();
-    assertTrue(list.lines().anyMatch(l -> l.contains(tap) && l.contains("uncloud-clean-traffic")),
-        h.name() + ": binding of uncloud-clean-traffic on " + tap + ": " + list);
+    assertTrue(list.lines().anyMatch(l -> l.contains(tap) && l.contains("uncloud-clean-traffic-in")),
+        h.name() + ": binding of uncloud-clean-traffic-in on " + tap + ": " + list);
     String live = h.virsh("dumpxml", guest.name()).check().out();
     assertTrue(live.contains("uncloud-clean-traffic"), h.name() + ": the live XML has our filterref: " + live);
   }
@@ -91,7 +97,8 @@ class MigrationNwfilterTest extends MigrationSuite {
   @Override
   void changeMetadataAndMigrate() {
     migrateWithMetadataWithoutIpv6("<firewall><interface mac=\"" + guest.mac() + "\"><ip address=\"" + guest.ip4Address()
-        + "\"/><ip address=\"2001:db8:1234::/64\"/></interface></firewall>", "after removing the IPv6 from the metadata (no sync)");
+        + "\"/><ip address=\"2001:db8:1234::/64\"/>" + ingress().replace("uc:", "") + "</interface></firewall>",
+        "after removing the IPv6 from the metadata (no sync)");
     assertTrue(hookLog(lab.b()).contains("migrate begin: rewrote filterrefs"),
         "B's migrate hook rewrote the filterrefs: " + hookLog(lab.b()));
     String live = lab.b().virsh("dumpxml", guest.name()).check().out();

@@ -223,6 +223,7 @@ final class DoctorCommand implements Callable<Integer> {
     String v4 = host.sysctl("net.bridge.bridge-nf-call-iptables");
     checks.addAll(Checks.bridgeNfCall(v4, host.sysctl("net.bridge.bridge-nf-call-ip6tables"), stateful,
         stateful.isEmpty() ? null : kernelPaths(host, cfg.nft(), v4 != null), nwfilter));
+    checks.addAll(Checks.tcpLoose(host.sysctl("net.netfilter.nf_conntrack_tcp_loose"), stateful));
 
     int code = Checks.exitCode(checks);
     int pass = 0;

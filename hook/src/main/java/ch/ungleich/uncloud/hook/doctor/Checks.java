@@ -768,6 +768,24 @@ public final class Checks {
     return out;
   }
 
+  /**
+   * {@code net.netfilter.nf_conntrack_tcp_loose} (per network namespace; null when conntrack is not
+   * loaded there) where NICs have uc:ingress / uc:egress ({@code stateful}): at 0, conntrack on a host a
+   * VM migrates to does not pick up the VM's TCP connections in mid-stream, so their replies are
+   * dropped as unsolicited until the connection is re-established (MigrationSuite measures it). A
+   * WARN then, no line otherwise.
+   */
+  public static List<Check> tcpLoose(String value, List<String> stateful) {
+    if (stateful.isEmpty() || !"0".equals(value)) {
+      return List.of();
+    }
+    String who = stateful.size() <= 3 ? String.join(", ", stateful) : stateful.get(0) + " and " + (stateful.size() - 1) + " more NICs";
+    return List.of(Check.warn("sysctl", "net.netfilter.nf_conntrack_tcp_loose",
+        "= 0: TCP connections that " + who + " opened on another host stall after a live migration to this one (their"
+            + " replies are not 'established' here until the guest opens them again)",
+        "sysctl -w net.netfilter.nf_conntrack_tcp_loose=1 (the kernel's default) and persist it in /etc/sysctl.d/"));
+  }
+
   // ------------------------------------------------------------------ summary
 
   /** 0 all pass, 1 warnings, 2 failures. */

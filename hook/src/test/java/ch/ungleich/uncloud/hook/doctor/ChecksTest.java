@@ -231,6 +231,19 @@ class ChecksTest {
   }
 
   @Test
+  void tcpLooseWarnsOnlyWhereInboundRulesNeedIt() {
+    assertEquals(List.of(), Checks.tcpLoose("0", List.of()));
+    assertEquals(List.of(), Checks.tcpLoose("1", List.of("web01 net0")));
+    assertEquals(List.of(), Checks.tcpLoose(null, List.of("web01 net0")));
+    List<Check> w = Checks.tcpLoose("0", List.of("web01 net0"));
+    assertEquals(1, w.size());
+    assertEquals(Status.WARN, w.get(0).status());
+    assertEquals("net.netfilter.nf_conntrack_tcp_loose", w.get(0).subject());
+    assertTrue(w.get(0).found().contains("web01 net0 opened on another host stall"), w.get(0).found());
+    assertTrue(w.get(0).fix().startsWith("sysctl -w net.netfilter.nf_conntrack_tcp_loose=1"), w.get(0).fix());
+  }
+
+  @Test
   void sysctlAndExitCodes() {
     List<Check> s = Checks.bridgeNfCall("1", null);
     assertEquals(Status.WARN, s.get(0).status());
